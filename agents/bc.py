@@ -1,0 +1,70 @@
+"""Behaviour cloning of a chunked flow-matching or diffusion policy.
+
+Diffusion Policy (Chi et al. 2023, arXiv:2303.04137) with an MLP denoiser
+over whole chunks: ``L = E ||eps_theta(x_t, t, s) - eps||^2`` (DDPM) or the
+flow-matching loss ``E ||v_theta(x_t, t, s) - (x1 - x0)||^2`` (Lipman et al.
+2022). Every RL agent starts from this pretrained actor.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax
+import jax
+import ml_collections
+
+from agents.common import Actor
+
+
+class BCAgent(flax.struct.PyTreeNode):
+    """Immutable BC agent: ``update`` and ``sample_actions`` are pure and jitted."""
+
+    rng: jax.Array
+    actor: Actor
+    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> "BCAgent":
+        """Builds the agent for ``obs [O]`` and chunks ``[H, A]`` (H = ``config.horizon``)."""
+        rng, key = jax.random.split(jax.random.PRNGKey(seed))
+        return cls(rng=rng, actor=Actor.create(key, obs_dim, action_dim, config),
+                   config=ml_collections.FrozenConfigDict(config))
+
+    @jax.jit
+    def update(self, batch: dict) -> tuple["BCAgent", dict]:
+        """One gradient step on ``batch``: ``obs [B, O]``, ``actions [B, H, A]``, ``valid [B]``.
+
+        Returns the new agent and ``{'bc_loss': scalar}``.
+        """
+        rng, key = jax.random.split(self.rng)
+        loss_fn = functools.partial(self.actor.bc_loss, obs=batch["obs"], chunk=batch["actions"],
+                                    weights=batch["valid"], key=key)
+        loss, grads = jax.value_and_grad(loss_fn)(self.actor.state.params)
+        return self.replace(rng=rng, actor=self.actor.apply_gradients(grads)), {"bc_loss": loss}
+
+    @jax.jit
+    def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """One chunk per observation: ``obs [B, O] -> [B, H, A]`` in ``[-1, 1]``."""
+        return self.actor.sample(obs, key)
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Actor hyperparameters shared by every agent (each RL agent extends this)."""
+    c = ml_collections.ConfigDict()
+    c.generative = "flow"              # 'flow' (Euler) or 'ddpm' (DDPM training, DDIM sampling)
+    c.horizon = 5                      # H: actions predicted per chunk
+    c.action_steps = 5                 # h <= H: actions executed before replanning
+    c.denoising_steps = 10             # K: Euler steps (flow) or DDIM steps (ddpm) when sampling
+    c.train_denoising_steps = 100      # DDPM training steps (ddpm only)
+    c.noise_schedule = "squaredcos_cap_v2"  # DDPM beta schedule: 'squaredcos_cap_v2' or 'linear'
+    c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
+    c.actor_hidden_dims = (256, 256, 256)  # denoiser MLP widths
+    c.actor_layer_norm = False         # LayerNorm in the denoiser MLP
+    c.actor_lr = 3e-4                  # AdamW learning rate
+    c.actor_weight_decay = 0.0         # AdamW weight decay
+    c.grad_clip = 1.0                  # global-norm gradient clip (0 disables)
+    c.ema_decay = 0.999                # EMA of actor weights used for sampling
+    c.batch_size = 256                 # chunks per gradient step
+    c.discount = 0.99                  # gamma per env step (a chunk of h steps discounts gamma^h)
+    return c

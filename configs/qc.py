@@ -1,0 +1,87 @@
+"""Main job: BC pretraining of a chunked flow policy, then Q-chunking (best-of-N) online.
+
+Run (CPU, about 10 minutes on 2 cores)::
+
+    python launch/train.py --config=configs/qc.py
+
+Presets after the colon:
+
+* (none)   CPU-sized default on ``point_obstacle`` (see README for the figures
+           it reaches);
+* ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
+* ``paper``  Q-chunking paper sizes (4x512 critic, N=32 in acting and target,
+           batch 256, UTD 1): for a GPU.
+
+Override anything: ``--config.seed=1 --config.agent.num_samples=16
+--config.env.num_envs=256``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from agents import qc
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.agent_name = "qc"                 # module under agents/ (bc: BC only, no fine-tuning)
+    c.seed = 0                          # seeds networks, env resets and sampling (not the dataset)
+    c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<time>
+    c.data_dir = "data"                 # where datasets are cached (built on first use)
+    c.pretrained = ""                   # a run folder whose BC checkpoint replaces pretraining
+    c.env = ml_collections.ConfigDict()
+    c.env.name = "point_obstacle"       # registered task (envs.names())
+    c.env.num_envs = 64                 # parallel envs during online fine-tuning
+    c.env.episode_length = 100          # time limit in control steps (truncation)
+    c.env.num_eval_episodes = 256       # episodes per evaluation (vectorized, one each)
+    c.data = ml_collections.ConfigDict()
+    c.data.num_episodes = 1000          # scripted-expert demonstrations
+    c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
+    c.pretrain = ml_collections.ConfigDict()
+    c.pretrain.steps = 20_000           # BC gradient steps on the demonstrations
+    c.pretrain.log_every = 2_000        # BC steps between progress lines
+    c.offline = ml_collections.ConfigDict()
+    c.offline.steps = 5_000             # agent updates on demonstrations only, before going online
+    c.online = ml_collections.ConfigDict()
+    c.online.env_steps = 160_000        # env steps of fine-tuning (all envs together)
+    c.online.utd_ratio = 0.25           # gradient updates per collected chunk transition
+    c.online.offline_ratio = 0.5        # share of each batch drawn from the demonstrations
+    c.online.buffer_capacity = 320_000  # online replay capacity in env steps
+    c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
+    c.online.eval_every = 0             # iterations between evaluations during fine-tuning (0: end only)
+    c.agent = qc.get_config()
+
+    if arg in (None, "", "default"):
+        pass
+    elif arg == "smoke":
+        c.env.num_envs = 8
+        c.env.num_eval_episodes = 16
+        c.env.episode_length = 40
+        c.data.num_episodes = 40
+        c.pretrain.steps = 50
+        c.pretrain.log_every = 25
+        c.offline.steps = 10
+        c.online.env_steps = 8 * 5 * 6
+        c.online.utd_ratio = 0.25
+        c.online.buffer_capacity = 8 * 5 * 20
+        c.online.log_every = 3
+        c.agent.batch_size = 32
+        c.agent.num_samples = 4
+        c.agent.target_num_samples = 2
+        c.agent.denoising_steps = 3
+        c.agent.actor_hidden_dims = (32, 32)
+        c.agent.critic_hidden_dims = (32, 32)
+    elif arg == "paper":
+        c.env.num_envs = 1024
+        c.agent.num_samples = 32
+        c.agent.target_num_samples = 32
+        c.agent.critic_hidden_dims = (512, 512, 512, 512)
+        c.agent.actor_hidden_dims = (512, 512, 512, 512)
+        c.online.env_steps = 1_000_000
+        c.online.utd_ratio = 1.0
+        c.online.buffer_capacity = 1_024_000
+        c.offline.steps = 100_000
+    else:
+        raise ValueError(f"configs/qc.py: unknown preset {arg!r}; expected '', 'smoke' or 'paper'")
+    return c

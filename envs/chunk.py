@@ -1,0 +1,110 @@
+"""Receding-horizon execution of action chunks, and whole-episode rollouts.
+
+A chunked policy predicts ``H`` actions; :func:`execute_chunk` runs the first
+``h = action_steps`` of them in ``N`` environments with one ``lax.scan``.
+An environment whose episode ends inside the chunk is frozen for the rest of
+it (its remaining actions are not executed, and the steps are marked
+``valid = False``): a chunk is cut at the episode end and never stitched to
+the next episode. Ended environments are reset after the chunk.
+
+The per-step output is what the replay buffer stores; the chunk transition
+(``sum_k gamma^k r_{t+k}``, ``gamma^{h_executed} (1 - terminated)``) is
+computed from it by :func:`replay.chunks.chunk_transition`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from envs.wrappers import VecEnv
+
+
+def _freeze(active: jax.Array, new, old):
+    def pick(n, o):
+        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+def execute_chunk(env: VecEnv, state, chunk: jax.Array, action_steps: int,
+                  key: jax.Array | None = None):
+    """Executes ``chunk[:, :action_steps]`` in every env.
+
+    Args:
+      env: the batched env (N envs).
+      state: batched State; every env must be mid-episode (``done == 0``),
+        which holds after :meth:`VecEnv.reset` or :meth:`VecEnv.reset_done`.
+      chunk: ``[N, H, A]`` actions in the env's units.
+      action_steps: ``h <= H`` actions executed (static int).
+      key: PRNG key for auto-resetting ended envs after the chunk; ``None``
+        leaves them ended (evaluation).
+
+    Returns:
+      ``(state, steps)``: ``steps`` holds ``[N, h, ...]`` arrays ``obs``,
+      ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated``,
+      ``valid`` (False after the episode ended inside the chunk) and
+      ``success``; plus ``episode_end`` (bool ``[N]``, an episode ended in this
+      chunk) with ``episode_return``, ``episode_length`` and
+      ``episode_success`` (``[N]``) of that episode.
+
+    Raises:
+      ValueError: if ``chunk`` is not ``[N, H, A]`` or ``action_steps > H``.
+    """
+    if chunk.ndim != 3 or chunk.shape[0] != env.num_envs or chunk.shape[2] != env.action_size:
+        raise ValueError(f"chunk must be [num_envs={env.num_envs}, H, action_size={env.action_size}],"
+                         f" got {chunk.shape}")
+    if not 1 <= action_steps <= chunk.shape[1]:
+        raise ValueError(f"action_steps must be in [1, horizon={chunk.shape[1]}], got {action_steps}")
+
+    def body(state, action):
+        active = state.done == 0
+        nxt = _freeze(active, env.step(state, action), state)
+        step = {
+            "obs": state.obs, "action": action, "reward": nxt.reward * active,
+            "next_obs": nxt.obs, "terminated": nxt.info["terminated"] & active,
+            "truncated": nxt.info["truncated"] & active, "valid": active,
+            "success": nxt.info["success"] & active,
+        }
+        return nxt, step
+
+    state, steps = jax.lax.scan(body, state, jnp.swapaxes(chunk[:, :action_steps], 0, 1))
+    steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
+    ended = state.done > 0
+    steps.update(episode_end=ended, episode_return=state.info["episode_return"],
+                 episode_length=state.info["steps"], episode_success=state.info["success"] & ended)
+    if key is not None:
+        state = env.reset_done(state, key)
+    return state, steps
+
+
+def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.Array],
+                     key: jax.Array, action_steps: int) -> dict:
+    """Runs exactly one episode in each of the N envs with a chunked policy.
+
+    Args:
+      env: batched env; N is the number of evaluation episodes.
+      policy: ``policy(obs [N, O], key) -> chunk [N, H, A]`` (jittable).
+      key: PRNG key.
+      action_steps: actions executed per chunk (receding horizon).
+
+    Returns:
+      dict of ``[N]`` arrays: ``success`` (bool), ``return`` (float32),
+      ``length`` (int32 control steps), and ``obs`` ``[T+1, N, O]`` with the
+      observation before each chunk (for plots; ``T`` chunks).
+    """
+    num_chunks = -(-env.episode_length // action_steps)
+    k_reset, k_loop = jax.random.split(key)
+    state = env.reset(k_reset)
+
+    def body(state, k):
+        chunk = policy(state.obs, k)
+        new, _ = execute_chunk(env, state, chunk, action_steps)  # ended envs stay frozen
+        return new, state.obs
+
+    state, obs_seq = jax.lax.scan(body, state, jax.random.split(k_loop, num_chunks))
+    obs_seq = jnp.concatenate([obs_seq, state.obs[None]], axis=0)
+    return {"success": state.info["success"], "return": state.info["episode_return"],
+            "length": state.info["steps"], "obs": obs_seq}

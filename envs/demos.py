@@ -1,0 +1,163 @@
+"""Demonstrations from a task's scripted expert, reproducible from a seed.
+
+:func:`collect_expert_episodes` rolls the expert out in ``num_episodes``
+vectorized envs (one jitted ``lax.scan``), one episode each, and returns the
+episodes as dicts of numpy arrays in the format of :mod:`envs.dataset`.
+:func:`expert_dataset` loads the dataset from the data directory or builds
+and stores it (TFDS array_record) with a card of expert statistics.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs import dataset as dataset_lib
+from envs import registry
+from envs.wrappers import VecEnv
+
+
+def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_length: int | None = None,
+                            batch_size: int = 1024) -> list[dict]:
+    """Runs the scripted expert of ``task`` for ``num_episodes`` episodes.
+
+    Args:
+      task: registered task name.
+      num_episodes: number of episodes (>= 1).
+      seed: PRNG seed; the same seed gives the same episodes.
+      episode_length: time limit (control steps); the task default if None.
+      batch_size: envs simulated at once.
+
+    Returns:
+      list of episode dicts: ``obs [T, O]``, ``action [T, A]``, ``reward [T]``,
+      ``next_obs [T, O]``, ``terminated [T]``, ``truncated [T]`` (the last step
+      has one of the two set), ``success`` (bool) and ``mode`` (int32, the
+      expert's planned side).
+    """
+    if num_episodes < 1:
+        raise ValueError(f"data.num_episodes must be >= 1, got {num_episodes}")
+    env = registry.make(task)
+    expert = registry.expert(task)
+    episode_length = episode_length or env.episode_length
+    episodes: list[dict] = []
+    key = jax.random.PRNGKey(seed)
+    for start in range(0, num_episodes, batch_size):
+        n = min(batch_size, num_episodes - start)
+        key, k = jax.random.split(key)
+        batch = _rollout(env, expert, n, episode_length, k)
+        batch = jax.tree.map(np.asarray, batch)
+        for i in range(n):
+            length = int(batch["length"][i])
+            ep = {f: batch[f][i, :length] for f in
+                  ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+            ep.update(success=bool(batch["success"][i]), mode=np.int32(batch["mode"][i]))
+            episodes.append(ep)
+    return episodes
+
+
+def _rollout(env, expert, n: int, episode_length: int, key: jax.Array) -> dict:
+    return _rollout_jit(env, expert, n, episode_length, key)
+
+
+def _make_rollout(env, expert, n, episode_length):
+    vec = VecEnv(env, n, episode_length)
+
+    @jax.jit
+    def run(key):
+        k_reset, k_plan, k_loop = jax.random.split(key, 3)
+        state = vec.reset(k_reset)
+        plan = jax.vmap(expert.init)(jax.random.split(k_plan, n))
+
+        def body(carry, k):
+            state, plan = carry
+            action, plan = jax.vmap(expert.act)(plan, state.obs, jax.random.split(k, n))
+            active = state.done == 0
+            nxt = vec.step(state, action)
+            nxt = jax.tree.map(
+                lambda a, b: jnp.where(active.reshape(active.shape + (1,) * (a.ndim - 1)), a, b), nxt, state)
+            step = {"obs": state.obs, "action": action, "reward": nxt.reward, "next_obs": nxt.obs,
+                    "terminated": nxt.info["terminated"], "truncated": nxt.info["truncated"]}
+            return (nxt, plan), step
+
+        (state, plan), steps = jax.lax.scan(body, (state, plan), jax.random.split(k_loop, episode_length))
+        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
+        return {**steps, "length": state.info["steps"], "success": state.info["success"],
+                "mode": plan["mode"]}
+
+    return run
+
+
+_CACHE: dict = {}
+
+
+def _rollout_jit(env, expert, n, episode_length, key):
+    cache_key = (type(env).__name__, type(expert).__name__, n, episode_length)
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = _make_rollout(env, expert, n, episode_length)
+    return _CACHE[cache_key](key)
+
+
+def episode_stats(episodes: list[dict]) -> dict:
+    """Expert statistics for a dataset card: success rate, mode split, lengths, failure kinds."""
+    success = np.array([e["success"] for e in episodes])
+    modes = np.array([e["mode"] for e in episodes])
+    lengths = np.array([len(e["reward"]) for e in episodes])
+    truncated = np.array([bool(e["truncated"][-1]) for e in episodes])
+    stats = {
+        "num_episodes": len(episodes),
+        "num_steps": int(lengths.sum()),
+        "success_rate": float(success.mean()),
+        "mode_split": {str(m): float((modes == m).mean()) for m in np.unique(modes)},
+        "success_by_mode": {str(m): float(success[modes == m].mean()) for m in np.unique(modes)},
+        "failed_terminated": float((~success & ~truncated).mean()),
+        "failed_timeout": float(truncated.mean()),
+        "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()),
+                           "max": int(lengths.max())},
+    }
+    return stats
+
+
+def dataset_name(task: str, num_episodes: int, seed: int) -> str:
+    """Canonical name of an expert dataset, e.g. ``point_obstacle_n1000_s0``."""
+    return f"{task}_n{num_episodes}_s{seed}"
+
+
+def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print) -> tuple[dict, dict]:
+    """Loads the expert dataset of ``task`` from ``data_dir``, building it first if missing or corrupt.
+
+    Returns:
+      ``(steps, card)``: flat steps (``obs [N, O]``, ``action [N, A]``,
+      ``reward``, ``next_obs``, ``terminated``, ``truncated``, ``episode_id``;
+      see :func:`envs.dataset.load_dataset`) and the dataset card (expert
+      success rate, mode split, episode lengths, seed).
+
+    Raises:
+      envs.dataset.DatasetMismatchError: the stored dataset's obs/action size
+        does not match the task.
+    """
+    env = registry.make(task)
+    name = dataset_name(task, num_episodes, seed)
+
+    def episodes_fn():
+        log(f"building dataset {name}: {num_episodes} scripted-expert episodes (seed {seed})")
+        return collect_expert_episodes(task, num_episodes, seed)
+
+    metadata = dict(task=task, seed=seed, expert=type(registry.expert(task)).__name__)
+    return dataset_lib.load_or_build(
+        name, _StatsEpisodes(episodes_fn, metadata), obs_size=int(env.observation_size),
+        action_size=int(env.action_size), data_dir=data_dir, metadata=metadata, log=log)
+
+
+class _StatsEpisodes:
+    """Callable yielding the episodes, adding their statistics to ``metadata`` once generated."""
+
+    def __init__(self, episodes_fn, metadata: dict):
+        self.episodes_fn, self.metadata = episodes_fn, metadata
+
+    def __call__(self):
+        episodes = self.episodes_fn()
+        self.metadata.update(episode_stats(episodes))
+        print(f"  expert success {self.metadata['success_rate']:.3f}, "
+              f"mode split {self.metadata['mode_split']}")
+        return episodes

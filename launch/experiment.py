@@ -1,0 +1,288 @@
+"""One run, end to end: data -> BC pretraining -> evaluation -> RL fine-tuning -> evaluation.
+
+:func:`run` is what ``launch/train.py`` calls. It writes one run folder::
+
+    <run_dir>/config.json        the resolved config
+    <run_dir>/dataset_card.json  the demonstrations' statistics
+    <run_dir>/metrics.csv        every logged scalar (phase, step, ...)
+    <run_dir>/tb/                the same for TensorBoard
+    <run_dir>/checkpoints/       orbax: step 0 after BC pretraining,
+                                 then the fine-tuned agent (periodically, and at the end)
+    <run_dir>/summary.json       success after BC and after fine-tuning, steps, times
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import envs
+from envs.demos import expert_dataset
+from envs.wrappers import VecEnv
+from launch import loops
+from launch.checkpoint import Checkpointer, restore
+from launch.logger import Logger, format_line
+from launch.validate import validate_config
+from replay.buffer import ReplayBuffer
+from replay.normalizer import Normalizer
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+AGENT_CLASSES = {"bc": "BCAgent", "qc": "QCAgent"}  # agent_name -> class in agents/<agent_name>.py
+
+
+def _agent_class(name: str):
+    return getattr(importlib.import_module(f"agents.{name}"), AGENT_CLASSES[name])
+
+
+def _check_finite(phase: str, step: int, metrics: dict) -> None:
+    bad = [k for k, v in metrics.items() if k.endswith("loss") and not np.isfinite(float(v))]
+    if bad:
+        raise NonFiniteLossError(f"[{phase}] step {step}: {', '.join(bad)} is not finite "
+                                 f"({', '.join(f'{k}={float(metrics[k])}' for k in bad)}); stopping. "
+                                 "The last good checkpoint is kept in the run folder.")
+
+
+def _run_dir(config) -> str:
+    if config.run_dir:
+        return config.run_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{config.agent_name}_{config.env.name}_s{config.seed}_{stamp}")
+
+
+def _actor_meta(config, obs_size: int, action_size: int) -> dict:
+    keys = ("generative", "horizon", "actor_hidden_dims", "actor_layer_norm", "denoising_steps",
+            "train_denoising_steps", "noise_schedule")
+    return {"env": config.env.name, "obs_size": obs_size, "action_size": action_size,
+            "agent": {k: config.agent[k] for k in keys}}
+
+
+def evaluate(eval_fn, agent, key, log) -> dict:
+    """Runs the compiled evaluation; returns success rate, its standard error, mean return/length."""
+    out = jax.tree.map(np.asarray, eval_fn(agent, key))
+    n = len(out["success"])
+    rate = float(out["success"].mean())
+    result = {"success": rate, "success_stderr": math.sqrt(rate * (1 - rate) / n),
+              "return": float(out["return"].mean()), "length": float(out["length"].mean()), "episodes": n}
+    log(f"  eval over {n} episodes: success {rate:.3f} +- {result['success_stderr']:.3f}, "
+        f"mean length {result['length']:.1f}")
+    return result
+
+
+def run(config: ml_collections.ConfigDict, log=print) -> dict:
+    """Runs the whole job described by ``config`` (see ``configs/qc.py``); returns the summary dict.
+
+    Raises:
+      ValueError: a config field is invalid (named in the message), the
+        dataset does not fit the task, or a ``pretrained`` checkpoint does not
+        match the config. All are raised before any training.
+      NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
+    """
+    t_start = time.time()
+    task = envs.make(config.env.name)
+    validate_config(config, task)
+    obs_size, action_size = int(task.observation_size), int(task.action_size)
+    agent_cfg = config.agent
+    AgentClass = _agent_class(config.agent_name)
+
+    run_dir = _run_dir(config)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    log(f"run folder: {run_dir}")
+
+    # 1. Demonstrations (built on first use, then loaded from the cache).
+    steps, card = expert_dataset(config.env.name, config.data.num_episodes, config.data.seed,
+                                 config.data_dir, log=log)
+    with open(os.path.join(run_dir, "dataset_card.json"), "w") as f:
+        json.dump(card, f, indent=2)
+    log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
+        f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
+    normalizer = Normalizer.from_data(steps["obs"], steps["action"])
+    offline = ReplayBuffer.from_steps(normalizer.steps(
+        {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}))
+    log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
+
+    logger = Logger(run_dir)
+    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
+    meta = _actor_meta(config, obs_size, action_size)
+    key = jax.random.PRNGKey(config.seed)
+    key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online = jax.random.split(key, 7)
+    eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
+    summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
+               "dataset": card, "timings_s": {}}
+
+    # 2. BC pretraining (or restore a pretrained actor).
+    from agents.bc import BCAgent
+    bc_agent = BCAgent.create(config.seed, obs_size, action_size, agent_cfg)
+    if config.pretrained:
+        log(f"restoring pretrained BC agent from {config.pretrained}")
+        bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
+                                          normalizer, {**meta, "phase": "bc"}, step=0)
+        offline = ReplayBuffer.from_steps(normalizer.steps(
+            {k: jnp.asarray(steps[k]) for k in
+             ("obs", "action", "reward", "next_obs", "terminated", "truncated")}))
+    else:
+        bc_agent = _pretrain(config, bc_agent, offline, k_pre, logger, log, summary)
+    ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
+
+    # 3. Evaluate BC.
+    t0 = time.time()
+    eval_bc = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
+    summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
+    logger.log("eval", 0, {"success_bc": summary["bc"]["success"]})
+
+    if config.agent_name == "bc":
+        return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+    # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
+    agent = AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor)
+    if config.offline.steps > 0:
+        t0 = time.time()
+        log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
+        chunk = max(1, min(config.offline.steps, config.pretrain.log_every))
+        fn = loops.make_offline_updates(agent_cfg.batch_size, agent_cfg.horizon, agent_cfg.action_steps,
+                                        agent_cfg.discount, chunk)
+        done = 0
+        while done < config.offline.steps:
+            k_off, k = jax.random.split(k_off)
+            agent, info = fn(agent, offline, k)
+            done += chunk
+            info = jax.tree.map(float, info)
+            _check_finite("offline", done, info)
+            logger.log("offline", done, info)
+            log(format_line("offline", done, info, ("critic_loss", "q_mean", "bc_loss")))
+        summary["timings_s"]["offline"] = time.time() - t0
+    agent = _online(config, agent, task, normalizer, offline, k_env, k_online, logger, ckpt, meta, log, summary)
+
+    # 5. Evaluate the fine-tuned agent.
+    t0 = time.time()
+    eval_ft = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
+    summary["timings_s"]["eval_finetuned_incl_compile"] = time.time() - t0
+    logger.log("eval", summary["online"]["env_steps"], {"success_finetuned": summary["finetuned"]["success"]})
+    return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+
+def _pretrain(config, agent, offline: ReplayBuffer, key, logger, log, summary):
+    steps, every = config.pretrain.steps, max(1, min(config.pretrain.log_every, config.pretrain.steps))
+    if steps <= 0:
+        return agent
+    log(f"BC pretraining: {steps} steps, batch {config.agent.batch_size}, {config.agent.generative}")
+    fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
+                                    config.agent.discount, every)
+    t0, done, t_compile = time.time(), 0, None
+    while done < steps:
+        key, k = jax.random.split(key)
+        agent, info = fn(agent, offline, k)
+        info = jax.tree.map(float, info)
+        if t_compile is None:
+            t_compile = time.time() - t0
+        done += every
+        _check_finite("bc", done, info)
+        if done > every:  # the first call includes compilation
+            info["updates_per_s"] = (done - every) / max(time.time() - t0 - t_compile, 1e-9)
+        logger.log("bc", done, info)
+        log(format_line("bc", done, info, ("bc_loss", "updates_per_s")))
+    summary["timings_s"]["pretrain"] = time.time() - t0
+    summary["timings_s"]["pretrain_first_call_incl_compile"] = t_compile
+    return agent
+
+
+def _online(config, agent, task, normalizer, offline, k_env, key, logger, ckpt, meta, log, summary):
+    cfg, acfg = config.online, config.agent
+    num_envs, h = config.env.num_envs, acfg.action_steps
+    env = VecEnv(task, num_envs, config.env.episode_length)
+    steps_per_iter = num_envs * h
+    total_iters = max(1, cfg.env_steps // steps_per_iter)
+    updates_per_iter = max(1, round(cfg.utd_ratio * num_envs))
+    log_every = max(1, min(cfg.log_every, total_iters))
+    example = {"obs": jnp.zeros(task.observation_size), "action": jnp.zeros(task.action_size),
+               "reward": jnp.zeros(()), "next_obs": jnp.zeros(task.observation_size),
+               "terminated": jnp.zeros((), bool), "truncated": jnp.zeros((), bool), "valid": jnp.zeros((), bool)}
+    online = ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs)
+    log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * steps_per_iter} "
+        f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
+        f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
+        f"offline share {cfg.offline_ratio}")
+    fn = loops.make_online_iterations(env, normalizer, batch_size=acfg.batch_size, horizon=acfg.horizon,
+                                      action_steps=h, discount=acfg.discount,
+                                      updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
+                                      num_iters=log_every)
+    env_state = env.reset(k_env)
+    t0, iters, env_steps, t_compile = time.time(), 0, 0, None
+    totals = {"episodes": 0.0, "successes": 0.0}
+    while iters < total_iters:
+        key, k = jax.random.split(key)
+        t_call = time.time()
+        agent, env_state, online, m = fn(agent, env_state, online, offline, k)
+        m = jax.tree.map(float, m)
+        dt = time.time() - t_call
+        if t_compile is None:
+            t_compile = dt
+        iters += log_every
+        env_steps += int(m["env_steps"])
+        _check_finite("online", env_steps, m)
+        for k_ in totals:
+            totals[k_] += m[k_]
+        eps = max(m["episodes"], 1.0)
+        row = {**{k_: v for k_, v in m.items() if k_ not in ("return_sum", "length_sum")},
+               "train_success": m["successes"] / eps, "episode_length": m["length_sum"] / eps,
+               "env_steps_per_s": m["env_steps"] / dt, "updates_per_s": log_every * updates_per_iter / dt}
+        logger.log("online", env_steps, row)
+        log(format_line("online", env_steps, row, ("train_success", "critic_loss", "q_mean", "bc_loss",
+                                                    "env_steps_per_s", "updates_per_s")))
+        if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
+            ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
+    ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
+    wall = time.time() - t0
+    steady = wall - t_compile
+    summary["online"] = {"env_steps": env_steps, "iterations": iters, "updates": iters * updates_per_iter,
+                         "train_episodes": totals["episodes"],
+                         "train_success": totals["successes"] / max(totals["episodes"], 1.0),
+                         "env_steps_per_s": env_steps / max(wall, 1e-9),
+                         "first_call_incl_compile_s": t_compile,
+                         "steady_env_steps_per_s": (env_steps * (1 - log_every / iters)) / max(steady, 1e-9)
+                         if iters > log_every else float("nan"),
+                         "steady_updates_per_s": ((iters - log_every) * updates_per_iter) / max(steady, 1e-9)
+                         if iters > log_every else float("nan")}
+    summary["timings_s"]["online"] = wall
+    return agent
+
+
+def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
+    summary["wall_time_s"] = time.time() - t_start
+    summary["peak_rss_mib"] = _peak_rss_mib()
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close()
+    ckpt.close()
+    lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})",
+             f"  expert success (dataset): {summary['dataset'].get('success_rate', float('nan')):.3f}",
+             f"  success after BC:         {summary['bc']['success']:.3f} +- {summary['bc']['success_stderr']:.3f}"]
+    if "finetuned" in summary:
+        lines += [f"  success after fine-tuning: {summary['finetuned']['success']:.3f} +- "
+                  f"{summary['finetuned']['success_stderr']:.3f}",
+                  f"  online env steps:         {summary['online']['env_steps']} "
+                  f"({summary['online']['env_steps_per_s']:.0f}/s incl. updates)"]
+    lines += [f"  wall time:                {summary['wall_time_s']:.0f} s",
+              f"  run folder:               {run_dir}", "=" * 60]
+    log("\n".join(lines))
+    return summary
+
+
+def _peak_rss_mib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,0 +1,100 @@
+"""The compiled parts of a run: update loops, the online iteration, evaluation.
+
+Each ``make_*`` returns one ``jax.jit``-compiled function whose inner loop is
+a ``lax.scan`` (PureJaxRL style): the host only sees its outputs every
+``log_every`` iterations. Agent and buffers are donated, so the update runs
+in place.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from envs.chunk import execute_chunk, rollout_episodes
+from envs.wrappers import VecEnv
+from replay.buffer import ReplayBuffer, sample_mixed_steps
+from replay.chunks import training_batch
+from replay.normalizer import Normalizer
+
+
+def make_offline_updates(batch_size: int, horizon: int, action_steps: int, discount: float,
+                         num_updates: int) -> Callable:
+    """``fn(agent, buffer, key) -> (agent, metrics)``: ``num_updates`` agent updates on ``buffer``.
+
+    Batches are ``[batch_size]`` chunks of ``horizon`` steps (see
+    :func:`replay.chunks.training_batch`); metrics are averaged over the updates.
+    """
+
+    def fn(agent, buffer: ReplayBuffer, key):
+        def body(agent, k):
+            steps, _ = buffer.sample_steps(k, batch_size, horizon)
+            return agent.update(training_batch(steps, action_steps, discount))
+
+        agent, info = jax.lax.scan(body, agent, jax.random.split(key, num_updates))
+        return agent, jax.tree.map(jnp.mean, info)
+
+    return jax.jit(fn, donate_argnums=(0,))
+
+
+def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: int, horizon: int,
+                           action_steps: int, discount: float, updates_per_iter: int,
+                           offline_ratio: float, num_iters: int) -> Callable:
+    """The fine-tuning loop body, ``num_iters`` iterations in one compiled call.
+
+    One iteration: normalise observations, ``agent.sample_actions`` a chunk
+    ``[N, H, A]`` per env, execute ``action_steps`` of it
+    (:func:`envs.chunk.execute_chunk`, with auto-reset), store the ``[N, h]``
+    normalised steps in the online buffer, then ``updates_per_iter`` agent
+    updates on batches mixing offline and online chunks (``offline_ratio``).
+
+    Returns ``fn(agent, env_state, online, offline, key) -> (agent, env_state,
+    online, metrics)``; metrics are sums (episode counts, successes, returns)
+    or means (losses) over the ``num_iters`` iterations.
+    """
+
+    def iteration(carry, key):
+        agent, env_state, online, offline = carry
+        k_act, k_reset, k_upd = jax.random.split(key, 3)
+        chunk = agent.sample_actions(normalizer.obs(env_state.obs), k_act)
+        env_state, steps = execute_chunk(env, env_state, normalizer.unnormalize_action(chunk),
+                                         action_steps, k_reset)
+        stored = normalizer.steps({k: steps[k] for k in
+                                   ("obs", "action", "reward", "next_obs", "terminated", "truncated", "valid")})
+        online = online.add(stored)
+
+        def update(agent, k):
+            batch_steps = sample_mixed_steps(offline, online, k, batch_size, horizon, offline_ratio)
+            return agent.update(training_batch(batch_steps, action_steps, discount))
+
+        agent, info = jax.lax.scan(update, agent, jax.random.split(k_upd, updates_per_iter))
+        ended = steps["episode_end"]
+        metrics = {k: v.mean() for k, v in info.items()}
+        metrics.update(episodes=ended.sum(), successes=steps["episode_success"].sum(),
+                       return_sum=jnp.where(ended, steps["episode_return"], 0.0).sum(),
+                       length_sum=jnp.where(ended, steps["episode_length"], 0).sum(),
+                       env_steps=steps["valid"].sum())
+        return (agent, env_state, online, offline), metrics
+
+    def fn(agent, env_state, online, offline, key):
+        (agent, env_state, online, _), metrics = jax.lax.scan(
+            iteration, (agent, env_state, online, offline), jax.random.split(key, num_iters))
+        sums = ("episodes", "successes", "return_sum", "length_sum", "env_steps")
+        return agent, env_state, online, {k: v.sum() if k in sums else v.mean() for k, v in metrics.items()}
+
+    return jax.jit(fn, donate_argnums=(0, 1, 2))
+
+
+def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int) -> Callable:
+    """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` success/return/length, one episode per env."""
+
+    def fn(agent, key):
+        def policy(obs, k):
+            return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
+
+        out = rollout_episodes(env, policy, key, action_steps)
+        return {k: out[k] for k in ("success", "return", "length")}
+
+    return jax.jit(fn)
