@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_denoising_steps = 100      # DDPM training steps (ddpm only)
     c.noise_schedule = "squaredcos_cap_v2"  # DDPM beta schedule: 'squaredcos_cap_v2' or 'linear'
     c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
-    c.actor_hidden_dims = (256, 256, 256)  # denoiser MLP widths
+    c.actor_hidden_dims = (256, 256)   # denoiser MLP widths
     c.actor_layer_norm = False         # LayerNorm in the denoiser MLP
     c.actor_lr = 3e-4                  # AdamW learning rate
     c.actor_weight_decay = 0.0         # AdamW weight decay

@@ -118,7 +118,7 @@ def get_config() -> ml_collections.ConfigDict:
     """
     c = bc.get_config()
     c.num_samples = 32                 # N: best-of-N candidates when acting / evaluating
-    c.target_num_samples = 8           # N used in the TD target's best-of-N backup
+    c.target_num_samples = 4           # N used in the TD target's best-of-N backup
     c.tau = 0.005                      # Polyak rate of the target critic
     c.q_ensemble = 2                   # critics in the ensemble
     c.q_agg = "mean"                   # ensemble reduction for selection and targets: 'mean' | 'min'

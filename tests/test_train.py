@@ -1,0 +1,123 @@
+"""launch/train.py end to end (smoke preset), the run folder, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import qc as qc_config
+from launch.checkpoint import CheckpointMismatchError
+from launch.experiment import NonFiniteLossError, run
+from launch.validate import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "launch", "train.py")
+
+
+def _train(*flags, timeout=600):
+    return subprocess.run([sys.executable, TRAIN, *flags], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    run_dir, data_dir = str(base / "run"), str(base / "data")
+    proc = _train("--config=configs/qc.py:smoke", f"--config.run_dir={run_dir}", f"--config.data_dir={data_dir}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir, data_dir, proc.stdout
+
+
+def test_smoke_run_writes_a_complete_run_folder(smoke_run):
+    run_dir, _, stdout = smoke_run
+    assert "success after BC" in stdout and "success after fine-tuning" in stdout and run_dir in stdout
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    for phase in ("bc", "finetuned"):
+        assert 0.0 <= summary[phase]["success"] <= 1.0 and summary[phase]["episodes"] == 16
+    assert summary["online"]["env_steps"] > 0 and summary["wall_time_s"] > 0
+    assert summary["dataset"]["num_episodes"] == 40 and "mode_split" in summary["dataset"]
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["agent"]["num_samples"] == 4 and config["env"]["name"] == "point_obstacle"
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))))
+    assert {"bc", "offline", "online", "eval"} <= {r["phase"] for r in rows}
+    online = [r for r in rows if r["phase"] == "online"]
+    assert all(float(r["critic_loss"]) >= 0 for r in online)
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(run_dir, "tb")))
+    steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
+    assert steps[0] == 0 and len(steps) >= 2  # after BC pretraining, and at the end
+
+
+def _smoke_config(tmp_path, data_dir=None):
+    c = qc_config.get_config("smoke")
+    c.run_dir, c.data_dir = str(tmp_path / "run"), data_dir or str(tmp_path / "data")
+    return c
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("agent.action_steps", 6, "agent.action_steps"),
+    ("agent.num_samples", 0, "agent.num_samples"),
+    ("agent.horizon", 41, "agent.horizon.*episode_length"),
+    ("online.offline_ratio", 1.5, "online.offline_ratio"),
+])
+def test_bad_values_fail_before_any_work(tmp_path, field, value, match):
+    c = _smoke_config(tmp_path)
+    section, key = field.split(".")
+    c[section][key] = value
+    with pytest.raises(ConfigError, match=match):
+        run(c, log=lambda *_: None)
+    assert not os.path.exists(c.run_dir) and not os.path.exists(c.data_dir)
+
+
+@pytest.mark.parametrize("flag,match", [
+    ("--config.agent.num_sample=3", "num_sample"),   # mistyped key
+    ("--config.seed=abc", "seed"),                   # wrong type
+])
+def test_cli_rejects_unknown_keys_and_wrong_types(tmp_path, flag, match):
+    proc = _train("--config=configs/qc.py:smoke", flag, f"--config.run_dir={tmp_path}/run", timeout=120)
+    assert proc.returncode != 0
+    assert match in proc.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_dataset_that_does_not_fit_the_task_is_refused(tmp_path):
+    import numpy as np
+
+    from envs.dataset import DatasetMismatchError, build_dataset
+    from envs.demos import dataset_name
+
+    data_dir = str(tmp_path / "data")
+    episode = {"obs": np.zeros((3, 7), np.float32), "action": np.zeros((3, 2), np.float32),
+               "reward": np.zeros(3, np.float32), "next_obs": np.zeros((3, 7), np.float32),
+               "terminated": np.array([0, 0, 1], bool), "truncated": np.zeros(3, bool),
+               "success": True, "mode": np.int32(0)}
+    name = dataset_name("point_obstacle", 40, 0)
+    build_dataset(name, lambda: [episode], obs_size=7, action_size=2, data_dir=data_dir)
+    with pytest.raises(DatasetMismatchError, match="obs"):
+        run(_smoke_config(tmp_path, data_dir), log=lambda *_: None)
+    assert os.path.isdir(os.path.join(data_dir, name))  # the user's data is left alone
+
+
+def test_pretrained_checkpoint_must_match_the_config(smoke_run, tmp_path):
+    run_dir, data_dir, _ = smoke_run
+    c = _smoke_config(tmp_path, data_dir)
+    c.pretrained = run_dir
+    c.agent.actor_hidden_dims = (64, 64)
+    with pytest.raises(CheckpointMismatchError, match="actor_hidden_dims"):
+        run(c, log=lambda *_: None)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(smoke_run, tmp_path):
+    run_dir, data_dir, _ = smoke_run
+    c = _smoke_config(tmp_path, data_dir)
+    c.pretrained = run_dir          # restores the smoke BC agent (skips pretraining)
+    c.agent.critic_lr = 1e30        # the critic diverges in the offline phase
+    c.offline.steps = 20
+    with pytest.raises(NonFiniteLossError, match="critic_loss"):
+        run(c, log=lambda *_: None)
+    assert os.listdir(os.path.join(c.run_dir, "checkpoints")) == ["0"]
+    assert not os.path.exists(os.path.join(c.run_dir, "summary.json"))
