@@ -23,7 +23,8 @@ class CheckpointMismatchError(ValueError):
 
 def _manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=("state", "meta"))
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
 def _to_state(tree) -> dict:

@@ -20,72 +20,87 @@ def test_registry_names_and_unknown_task():
         envs.make("no_such_task")
 
 
-def test_batch_reset_and_step_shapes_finite(task):
-    vec = VecEnv(task, num_envs=64, episode_length=20)
-    state = jax.jit(vec.reset)(jax.random.PRNGKey(0))
-    assert state.obs.shape == (64, task.observation_size) == (64, 6)
-    step = jax.jit(vec.step)
-    actions = jax.random.uniform(jax.random.PRNGKey(1), (64, 2), minval=-1, maxval=1)
+EPISODE_LENGTH = 40
+
+
+@pytest.fixture(scope="module")
+def vec(task):
+    """One batched env and its jitted functions, compiled once for the module."""
+    env = VecEnv(task, num_envs=8, episode_length=EPISODE_LENGTH)
+    env.jit_reset, env.jit_step = jax.jit(env.reset), jax.jit(env.step)
+    return env
+
+
+def _push(vec, direction, steps, seed=0):
+    """Applies a constant action; returns the state at each env's first episode end (or the last)."""
+    state = vec.jit_reset(jax.random.PRNGKey(seed))
+    action = jnp.tile(jnp.asarray([direction], jnp.float32), (vec.num_envs, 1))
+    for _ in range(steps):
+        active = state.done == 0  # VecEnv.step does not freeze ended episodes: keep the first end
+        state = jax.tree.map(lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o),
+                             vec.jit_step(state, action), state)
+    return state
+
+
+def test_batch_reset_and_step_shapes_finite(vec, task):
+    state = vec.jit_reset(jax.random.PRNGKey(0))
+    assert state.obs.shape == (8, task.observation_size) == (8, 6)
+    actions = jax.random.uniform(jax.random.PRNGKey(1), (8, 2), minval=-1, maxval=1)
     for _ in range(3):
-        state = step(state, actions)
-    assert state.obs.shape == (64, 6) and state.reward.shape == (64,)
+        state = vec.jit_step(state, actions)
+    assert state.obs.shape == (8, 6) and state.reward.shape == (8,)
     assert np.isfinite(np.asarray(state.obs)).all()
-    assert int(state.info["steps"][0]) == 3
-    # the disc moved under the applied force
-    assert float(jnp.abs(state.obs[:, 2:4]).mean()) > 1e-3
+    assert np.asarray(state.info["steps"]).tolist() == [3] * 8
+    assert float(jnp.abs(state.obs[:, 2:4]).mean()) > 1e-3  # the disc moved under the applied force
 
 
-def test_truncation_and_termination_are_distinct(task):
-    vec = VecEnv(task, num_envs=4, episode_length=5)
-    state = vec.reset(jax.random.PRNGKey(0))
-    for _ in range(5):  # pushing left, away from goal and wall: only the time limit can end it
-        state = vec.step(state, jnp.tile(jnp.array([[-1.0, 0.0]]), (4, 1)))
+def test_truncation_and_termination_are_distinct(vec):
+    # pushing left, away from goal and wall: only the time limit can end the episode
+    state = _push(vec, [-1.0, 0.0], EPISODE_LENGTH)
     assert np.asarray(state.info["truncated"]).all()
     assert not np.asarray(state.info["terminated"]).any()
     assert np.asarray(state.done).all()
-
-    # driving into the wall terminates (failure), without truncation
-    state = vec.reset(jax.random.PRNGKey(1))
-    wall = VecEnv(task, num_envs=4, episode_length=200)
-    state = wall.reset(jax.random.PRNGKey(1))
-    for _ in range(60):
-        state = wall.step(state, jnp.tile(jnp.array([[1.0, 0.0]]), (4, 1)))
+    # driving right into the wall terminates (failure), without truncation
+    state = _push(vec, [1.0, 0.0], EPISODE_LENGTH, seed=1)
     assert np.asarray(state.info["terminated"]).all()
     assert not np.asarray(state.info["truncated"]).any()
     assert not np.asarray(state.info["success"]).any()
-    assert hits_wall(state.obs[:, :2]).all()
+    assert np.asarray(hits_wall(state.obs[:, :2])).all()
+    assert float(state.info["episode_return"].sum()) == 0.0
 
 
-def test_chunk_executor_cuts_at_episode_end_and_resets(task):
-    vec = VecEnv(task, num_envs=3, episode_length=4)
-    state = vec.reset(jax.random.PRNGKey(0))
-    chunk = jnp.zeros((3, 6, 2))
-    state, steps = execute_chunk(vec, state, chunk, action_steps=6, key=jax.random.PRNGKey(1))
-    valid = np.asarray(steps["valid"])
-    np.testing.assert_array_equal(valid, np.array([[1, 1, 1, 1, 0, 0]] * 3, bool))
+def test_chunk_executor_cuts_at_episode_end_and_resets(vec):
+    state = _push(vec, [0.0, 0.0], EPISODE_LENGTH - 4)  # 4 steps left before the time limit
+    run = jax.jit(execute_chunk, static_argnums=(0, 3))
+    state, steps = run(vec, state, jnp.zeros((8, 6, 2)), 6, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(steps["valid"]), np.array([[1, 1, 1, 1, 0, 0]] * 8, bool))
     np.testing.assert_array_equal(np.asarray(steps["truncated"])[:, 3], True)
+    assert not np.asarray(steps["truncated"])[:, 4:].any()
     assert np.asarray(steps["episode_end"]).all()
-    assert np.asarray(steps["episode_length"]).tolist() == [4, 4, 4]
+    assert np.asarray(steps["episode_length"]).tolist() == [EPISODE_LENGTH] * 8
     # ended envs were reset: a fresh episode, step counter 0
-    assert np.asarray(state.info["steps"]).tolist() == [0, 0, 0]
+    assert np.asarray(state.info["steps"]).tolist() == [0] * 8
     assert np.asarray(state.done).sum() == 0
     with pytest.raises(ValueError, match="action_steps"):
-        execute_chunk(vec, state, chunk, action_steps=7)
+        execute_chunk(vec, state, jnp.zeros((8, 6, 2)), action_steps=7)
 
 
-def test_rollout_episodes_runs_one_episode_each(task):
-    vec = VecEnv(task, num_envs=8, episode_length=12)
-
+def test_rollout_episodes_runs_one_episode_each(vec):
     def policy(obs, key):
         return jnp.zeros((obs.shape[0], 5, 2))
 
-    out = rollout_episodes(vec, policy, jax.random.PRNGKey(0), action_steps=5)
-    assert out["length"].tolist() == [12] * 8  # idle disc: every episode hits the time limit
+    out = jax.jit(rollout_episodes, static_argnums=(0, 1, 3))(vec, policy, jax.random.PRNGKey(0), 5)
+    assert np.asarray(out["length"]).tolist() == [EPISODE_LENGTH] * 8  # idle disc: all hit the time limit
     assert not np.asarray(out["success"]).any()
 
 
-def test_expert_success_rate_and_both_modes():
-    episodes = demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=123)
+@pytest.fixture(scope="module")
+def expert_episodes():
+    return demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=123)
+
+
+def test_expert_success_rate_and_both_modes(expert_episodes):
+    episodes = expert_episodes
     stats = demos.episode_stats(episodes)
     # Stated in envs/point_obstacle.py and the dataset card: about 0.74 overall.
     assert 0.62 <= stats["success_rate"] <= 0.85, stats
@@ -101,9 +116,9 @@ def test_expert_success_rate_and_both_modes():
     assert np.mean(agree) > 0.95, np.mean(agree)
 
 
-def test_expert_is_reproducible_from_seed():
-    a = demos.collect_expert_episodes("point_obstacle", num_episodes=16, seed=5)
-    b = demos.collect_expert_episodes("point_obstacle", num_episodes=16, seed=5)
-    c = demos.collect_expert_episodes("point_obstacle", num_episodes=16, seed=6)
-    np.testing.assert_array_equal(a[3]["action"], b[3]["action"])
-    assert not np.array_equal(a[3]["obs"][0], c[3]["obs"][0])
+def test_expert_is_reproducible_from_seed(expert_episodes):
+    again = demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=123)  # compiled already
+    other = demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=124)
+    for i in (0, 17, 399):
+        np.testing.assert_array_equal(expert_episodes[i]["action"], again[i]["action"])
+    assert not np.array_equal(expert_episodes[0]["obs"][0], other[0]["obs"][0])

@@ -121,3 +121,29 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_checkpoint(smoke_run, tmp_p
         run(c, log=lambda *_: None)
     assert os.listdir(os.path.join(c.run_dir, "checkpoints")) == ["0"]
     assert not os.path.exists(os.path.join(c.run_dir, "summary.json"))
+
+
+def test_checkpoint_round_trip_restores_the_same_arrays(tmp_path):
+    import jax
+    import numpy as np
+
+    from agents.bc import BCAgent
+    from launch.checkpoint import Checkpointer, restore
+    from replay.normalizer import Normalizer
+
+    c = qc_config.get_config("smoke").agent
+    agent = BCAgent.create(0, 6, 2, c)
+    normalizer = Normalizer.from_data(np.random.rand(50, 6), np.random.rand(50, 2) * 2 - 1)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(0, agent, normalizer, {"phase": "bc", "obs_size": 6})
+    ckpt.close()
+    other = BCAgent.create(1, 6, 2, c)  # different weights, same structure
+    restored, norm, meta = restore(str(tmp_path / "ckpt"), other, Normalizer.from_data(
+        np.zeros((2, 6)), np.zeros((2, 2))), {"phase": "bc"})
+    for a, b in zip(jax.tree.leaves(agent), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(norm.obs_mean, normalizer.obs_mean)
+    with pytest.raises(CheckpointMismatchError, match="obs_size"):
+        restore(str(tmp_path / "ckpt"), other, normalizer, {"obs_size": 7})
+    with pytest.raises(FileNotFoundError, match="pretrained"):
+        restore(str(tmp_path / "nothing"), other, normalizer, {})
