@@ -37,12 +37,12 @@ def _time(fn, iters):
 
 def main(_):
     import envs
-    from launch.experiment import AGENT_CLASSES, _agent_class
+    from agents import agent_class
 
     config = _CONFIG.value
     task = envs.make(config.env.name)
     o, a, c = int(task.observation_size), int(task.action_size), config.agent
-    agent = _agent_class(config.agent_name).create(config.seed, o, a, c)
+    agent = agent_class(config.agent_name).create(config.seed, o, a, c)
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     b = c.batch_size
     batch = {"obs": jax.random.normal(k[0], (b, o)),
@@ -62,7 +62,6 @@ def main(_):
     comp, rate = _time(lambda: state["agent"].sample_actions(obs, k[3]), _ITERS.value)
     print(f"{config.agent_name} sample_actions: {config.env.num_envs} obs, compile {comp:.1f} s, "
           f"{rate * config.env.num_envs:.0f} chunks/s")
-    del AGENT_CLASSES
 
 
 if __name__ == "__main__":

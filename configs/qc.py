@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.online.offline_ratio = 0.5        # share of each batch drawn from the demonstrations
     c.online.buffer_capacity = 320_000  # online replay capacity in env steps
     c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
-    c.online.eval_every = 0             # iterations between evaluations during fine-tuning (0: end only)
+    c.online.eval_every = 100           # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
     c.agent = qc.get_config()
 
     if arg in (None, "", "default"):
@@ -66,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.online.utd_ratio = 0.25
         c.online.buffer_capacity = 8 * 5 * 20
         c.online.log_every = 3
+        c.online.eval_every = 3
         c.agent.batch_size = 32
         c.agent.num_samples = 4
         c.agent.target_num_samples = 2

@@ -56,10 +56,6 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
     return episodes
 
 
-def _rollout(env, expert, n: int, episode_length: int, key: jax.Array) -> dict:
-    return _rollout_jit(env, expert, n, episode_length, key)
-
-
 def _make_rollout(env, expert, n, episode_length):
     vec = VecEnv(env, n, episode_length)
 
@@ -88,10 +84,10 @@ def _make_rollout(env, expert, n, episode_length):
     return run
 
 
-_CACHE: dict = {}
+_CACHE: dict = {}  # compiled rollouts, keyed by task, expert, batch and episode length
 
 
-def _rollout_jit(env, expert, n, episode_length, key):
+def _rollout(env, expert, n: int, episode_length: int, key: jax.Array) -> dict:
     cache_key = (type(env).__name__, type(expert).__name__, n, episode_length)
     if cache_key not in _CACHE:
         _CACHE[cache_key] = _make_rollout(env, expert, n, episode_length)

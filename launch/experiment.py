@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -25,6 +24,8 @@ import ml_collections
 import numpy as np
 
 import envs
+from agents import agent_class
+from agents.bc import BCAgent
 from envs.demos import expert_dataset
 from envs.wrappers import VecEnv
 from launch import loops
@@ -39,11 +40,19 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-AGENT_CLASSES = {"bc": "BCAgent", "qc": "QCAgent"}  # agent_name -> class in agents/<agent_name>.py
+def _committed(tree):
+    """Places every array on the default device as a committed array.
+
+    Arrays made outside ``jit`` are uncommitted while ``jit`` outputs are
+    committed; feeding a compiled loop one kind and then the other compiles it
+    twice. Everything entering a loop goes through here first.
+    """
+    return jax.device_put(tree, jax.devices()[0])
 
 
-def _agent_class(name: str):
-    return getattr(importlib.import_module(f"agents.{name}"), AGENT_CLASSES[name])
+def _compiles(fn) -> int:
+    """How many times a jitted function was compiled (``-1`` if JAX does not say)."""
+    return int(getattr(fn, "_cache_size", lambda: -1)())
 
 
 def _check_finite(phase: str, step: int, metrics: dict) -> None:
@@ -94,7 +103,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     validate_config(config, task)
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     agent_cfg = config.agent
-    AgentClass = _agent_class(config.agent_name)
+    AgentClass = agent_class(config.agent_name)
 
     run_dir = _run_dir(config)
     os.makedirs(run_dir, exist_ok=True)
@@ -110,30 +119,26 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
         f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
     normalizer = Normalizer.from_data(steps["obs"], steps["action"])
-    offline = ReplayBuffer.from_steps(normalizer.steps(
-        {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}))
+    bc_agent = BCAgent.create(config.seed, obs_size, action_size, agent_cfg)
+    meta = _actor_meta(config, obs_size, action_size)
+    if config.pretrained:  # checked before any training; the stored normaliser replaces the new one
+        log(f"restoring the pretrained BC agent from {config.pretrained}")
+        bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
+                                          normalizer, {**meta, "phase": "bc"}, step=0)
+    offline = _committed(ReplayBuffer.from_steps(normalizer.steps(
+        {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
     log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
 
     logger = Logger(run_dir)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
-    meta = _actor_meta(config, obs_size, action_size)
     key = jax.random.PRNGKey(config.seed)
     key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online = jax.random.split(key, 7)
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
     summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
-               "dataset": card, "timings_s": {}}
+               "dataset": card, "timings_s": {}, "compiles": {}}
 
-    # 2. BC pretraining (or restore a pretrained actor).
-    from agents.bc import BCAgent
-    bc_agent = BCAgent.create(config.seed, obs_size, action_size, agent_cfg)
-    if config.pretrained:
-        log(f"restoring pretrained BC agent from {config.pretrained}")
-        bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
-                                          normalizer, {**meta, "phase": "bc"}, step=0)
-        offline = ReplayBuffer.from_steps(normalizer.steps(
-            {k: jnp.asarray(steps[k]) for k in
-             ("obs", "action", "reward", "next_obs", "terminated", "truncated")}))
-    else:
+    # 2. BC pretraining (unless a pretrained agent was restored).
+    if not config.pretrained:
         bc_agent = _pretrain(config, bc_agent, offline, k_pre, logger, log, summary)
     ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
 
@@ -142,13 +147,13 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     eval_bc = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
     summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
     summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
-    logger.log("eval", 0, {"success_bc": summary["bc"]["success"]})
+    logger.log("eval", 0, {"success": summary["bc"]["success"]})
 
     if config.agent_name == "bc":
         return _finish(summary, run_dir, t_start, logger, ckpt, log)
 
     # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
-    agent = AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor)
+    agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor))
     if config.offline.steps > 0:
         t0 = time.time()
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
@@ -165,14 +170,17 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
             logger.log("offline", done, info)
             log(format_line("offline", done, info, ("critic_loss", "q_mean", "bc_loss")))
         summary["timings_s"]["offline"] = time.time() - t0
-    agent = _online(config, agent, task, normalizer, offline, k_env, k_online, logger, ckpt, meta, log, summary)
+        summary["compiles"]["offline"] = _compiles(fn)
+    eval_ft = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    agent = _online(config, agent, task, normalizer, offline, k_env, k_online, eval_ft, logger, ckpt, meta,
+                    log, summary)
 
     # 5. Evaluate the fine-tuned agent.
     t0 = time.time()
-    eval_ft = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
     summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
-    summary["timings_s"]["eval_finetuned_incl_compile"] = time.time() - t0
-    logger.log("eval", summary["online"]["env_steps"], {"success_finetuned": summary["finetuned"]["success"]})
+    summary["timings_s"]["eval_finetuned"] = time.time() - t0
+    summary["compiles"]["eval_finetuned"] = _compiles(eval_ft)
+    logger.log("eval", summary["online"]["env_steps"], {"success": summary["finetuned"]["success"]})
     return _finish(summary, run_dir, t_start, logger, ckpt, log)
 
 
@@ -180,6 +188,7 @@ def _pretrain(config, agent, offline: ReplayBuffer, key, logger, log, summary):
     steps, every = config.pretrain.steps, max(1, min(config.pretrain.log_every, config.pretrain.steps))
     if steps <= 0:
         return agent
+    agent = _committed(agent)
     log(f"BC pretraining: {steps} steps, batch {config.agent.batch_size}, {config.agent.generative}")
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
                                     config.agent.discount, every)
@@ -198,22 +207,22 @@ def _pretrain(config, agent, offline: ReplayBuffer, key, logger, log, summary):
         log(format_line("bc", done, info, ("bc_loss", "updates_per_s")))
     summary["timings_s"]["pretrain"] = time.time() - t0
     summary["timings_s"]["pretrain_first_call_incl_compile"] = t_compile
+    summary["compiles"]["pretrain"] = _compiles(fn)
     return agent
 
 
-def _online(config, agent, task, normalizer, offline, k_env, key, logger, ckpt, meta, log, summary):
+def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logger, ckpt, meta, log, summary):
     cfg, acfg = config.online, config.agent
     num_envs, h = config.env.num_envs, acfg.action_steps
     env = VecEnv(task, num_envs, config.env.episode_length)
-    steps_per_iter = num_envs * h
-    total_iters = max(1, cfg.env_steps // steps_per_iter)
+    total_iters = max(1, cfg.env_steps // (num_envs * h))
     updates_per_iter = max(1, round(cfg.utd_ratio * num_envs))
     log_every = max(1, min(cfg.log_every, total_iters))
     example = {"obs": jnp.zeros(task.observation_size), "action": jnp.zeros(task.action_size),
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(task.observation_size),
                "terminated": jnp.zeros((), bool), "truncated": jnp.zeros((), bool), "valid": jnp.zeros((), bool)}
-    online = ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs)
-    log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * steps_per_iter} "
+    online = _committed(ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs))
+    log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * num_envs * h} "
         f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
         f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
         f"offline share {cfg.offline_ratio}")
@@ -221,44 +230,49 @@ def _online(config, agent, task, normalizer, offline, k_env, key, logger, ckpt, 
                                       action_steps=h, discount=acfg.discount,
                                       updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
                                       num_iters=log_every)
-    env_state = env.reset(k_env)
-    t0, iters, env_steps, t_compile = time.time(), 0, 0, None
-    totals = {"episodes": 0.0, "successes": 0.0}
+    env_state = _committed(env.reset(k_env))
+    key, k_eval = jax.random.split(key)
+    iters, env_steps, episodes, successes = 0, 0, 0.0, 0.0
+    t_loop = t_first = steady_time = 0.0
+    steady_steps = 0
     while iters < total_iters:
         key, k = jax.random.split(key)
         t_call = time.time()
         agent, env_state, online, m = fn(agent, env_state, online, offline, k)
         m = jax.tree.map(float, m)
         dt = time.time() - t_call
-        if t_compile is None:
-            t_compile = dt
+        t_loop += dt
+        if iters == 0:
+            t_first = dt  # includes compilation
+        else:
+            steady_time, steady_steps = steady_time + dt, steady_steps + int(m["env_steps"])
         iters += log_every
         env_steps += int(m["env_steps"])
         _check_finite("online", env_steps, m)
-        for k_ in totals:
-            totals[k_] += m[k_]
-        eps = max(m["episodes"], 1.0)
+        episodes, successes = episodes + m["episodes"], successes + m["successes"]
+        n_ep = max(m["episodes"], 1.0)
         row = {**{k_: v for k_, v in m.items() if k_ not in ("return_sum", "length_sum")},
-               "train_success": m["successes"] / eps, "episode_length": m["length_sum"] / eps,
+               "train_success": m["successes"] / n_ep, "episode_length": m["length_sum"] / n_ep,
                "env_steps_per_s": m["env_steps"] / dt, "updates_per_s": log_every * updates_per_iter / dt}
         logger.log("online", env_steps, row)
         log(format_line("online", env_steps, row, ("train_success", "critic_loss", "q_mean", "bc_loss",
                                                     "env_steps_per_s", "updates_per_s")))
         if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
+            k_eval, k = jax.random.split(k_eval)
+            result = evaluate(eval_fn, agent, k, log)
+            logger.log("eval", env_steps, {"success": result["success"]})
             ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
     ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
-    wall = time.time() - t0
-    steady = wall - t_compile
-    summary["online"] = {"env_steps": env_steps, "iterations": iters, "updates": iters * updates_per_iter,
-                         "train_episodes": totals["episodes"],
-                         "train_success": totals["successes"] / max(totals["episodes"], 1.0),
-                         "env_steps_per_s": env_steps / max(wall, 1e-9),
-                         "first_call_incl_compile_s": t_compile,
-                         "steady_env_steps_per_s": (env_steps * (1 - log_every / iters)) / max(steady, 1e-9)
-                         if iters > log_every else float("nan"),
-                         "steady_updates_per_s": ((iters - log_every) * updates_per_iter) / max(steady, 1e-9)
-                         if iters > log_every else float("nan")}
-    summary["timings_s"]["online"] = wall
+    summary["online"] = {
+        "env_steps": env_steps, "iterations": iters, "updates": iters * updates_per_iter,
+        "updates_per_iteration": updates_per_iter, "train_episodes": episodes,
+        "train_success": successes / max(episodes, 1.0),
+        "first_call_s_incl_compile": t_first,
+        "env_steps_per_s_steady": steady_steps / steady_time if steady_time else float("nan"),
+        "updates_per_s_steady": (iters - log_every) * updates_per_iter / steady_time if steady_time else float("nan"),
+    }
+    summary["timings_s"]["online_loop"] = t_loop
+    summary["compiles"]["online"] = _compiles(fn)
     return agent
 
 
@@ -276,7 +290,7 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
         lines += [f"  success after fine-tuning: {summary['finetuned']['success']:.3f} +- "
                   f"{summary['finetuned']['success_stderr']:.3f}",
                   f"  online env steps:         {summary['online']['env_steps']} "
-                  f"({summary['online']['env_steps_per_s']:.0f}/s incl. updates)"]
+                  f"({summary['online']['env_steps_per_s_steady']:.0f}/s with updates, after compile)"]
     lines += [f"  wall time:                {summary['wall_time_s']:.0f} s",
               f"  run folder:               {run_dir}", "=" * 60]
     log("\n".join(lines))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agents import AGENTS
+
 
 class ConfigError(ValueError):
     """A config field has a value the run cannot use (the message names field and expected value)."""
@@ -18,10 +20,8 @@ def validate_config(config, task) -> None:
     Checks chunk sizes (``1 <= action_steps <= horizon <= episode_length``),
     sample counts, batch and buffer sizes, ratios and step budgets.
     """
-    from launch.experiment import AGENT_CLASSES  # the agents this launcher knows
-
     a, e = config.agent, config.env
-    _require(config.agent_name in AGENT_CLASSES, "agent_name", f"one of {sorted(AGENT_CLASSES)}",
+    _require(config.agent_name in AGENTS, "agent_name", f"one of {sorted(AGENTS)}",
              config.agent_name)
     _require(a.horizon >= 1, "agent.horizon", ">= 1", a.horizon)
     _require(1 <= a.action_steps <= a.horizon, "agent.action_steps", f"in [1, horizon={a.horizon}]",
@@ -49,6 +49,8 @@ def validate_config(config, task) -> None:
     o = config.online
     _require(0.0 <= o.offline_ratio <= 1.0, "online.offline_ratio", "in [0, 1]", o.offline_ratio)
     _require(o.utd_ratio > 0, "online.utd_ratio", "> 0", o.utd_ratio)
+    _require(o.log_every >= 1, "online.log_every", ">= 1", o.log_every)
+    _require(o.eval_every >= 0, "online.eval_every", ">= 0 (0: evaluate at the end only)", o.eval_every)
     _require(o.env_steps >= e.num_envs * a.action_steps, "online.env_steps",
              f">= num_envs * action_steps = {e.num_envs * a.action_steps}", o.env_steps)
     per_stream = o.buffer_capacity // e.num_envs

@@ -40,6 +40,8 @@ def test_smoke_run_writes_a_complete_run_folder(smoke_run):
     for phase in ("bc", "finetuned"):
         assert 0.0 <= summary[phase]["success"] <= 1.0 and summary[phase]["episodes"] == 16
     assert summary["online"]["env_steps"] > 0 and summary["wall_time_s"] > 0
+    # one compile per loop for the whole run (DESIGN.md invariant), evaluation included
+    assert summary["compiles"] == {"pretrain": 1, "offline": 1, "online": 1, "eval_finetuned": 1}
     assert summary["dataset"]["num_episodes"] == 40 and "mode_split" in summary["dataset"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["agent"]["num_samples"] == 4 and config["env"]["name"] == "point_obstacle"
@@ -49,7 +51,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke_run):
     assert all(float(r["critic_loss"]) >= 0 for r in online)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(run_dir, "tb")))
     steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
-    assert steps[0] == 0 and len(steps) >= 2  # after BC pretraining, and at the end
+    assert steps == [0, 3, 6]  # after BC pretraining, at the mid-run evaluation, and at the end
 
 
 def _smoke_config(tmp_path, data_dir=None):
