@@ -132,14 +132,17 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     logger = Logger(run_dir)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
     key = jax.random.PRNGKey(config.seed)
-    key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online = jax.random.split(key, 7)
+    key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = jax.random.split(key, 8)
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
     summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
                "dataset": card, "timings_s": {}, "compiles": {}}
 
     # 2. BC pretraining (unless a pretrained agent was restored).
     if not config.pretrained:
-        bc_agent = _pretrain(config, bc_agent, offline, k_pre, logger, log, summary)
+        log(f"BC pretraining: {config.pretrain.steps} steps, batch {agent_cfg.batch_size}, "
+            f"{agent_cfg.generative}")
+        bc_agent = _update_phase("pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
+                                 config.pretrain.log_every, config, logger, log, summary, ("bc_loss",))
     ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
 
     # 3. Evaluate BC.
@@ -154,24 +157,13 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
 
     # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
     agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor))
-    if config.offline.steps > 0:
-        t0 = time.time()
-        log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
-        chunk = max(1, min(config.offline.steps, config.pretrain.log_every))
-        fn = loops.make_offline_updates(agent_cfg.batch_size, agent_cfg.horizon, agent_cfg.action_steps,
-                                        agent_cfg.discount, chunk)
-        done = 0
-        while done < config.offline.steps:
-            k_off, k = jax.random.split(k_off)
-            agent, info = fn(agent, offline, k)
-            done += chunk
-            info = jax.tree.map(float, info)
-            _check_finite("offline", done, info)
-            logger.log("offline", done, info)
-            log(format_line("offline", done, info, ("critic_loss", "q_mean", "bc_loss")))
-        summary["timings_s"]["offline"] = time.time() - t0
-        summary["compiles"]["offline"] = _compiles(fn)
     eval_ft = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    if config.offline.steps > 0:
+        log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
+        agent = _update_phase("offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
+                              config, logger, log, summary, ("critic_loss", "q_mean", "bc_loss"))
+        summary["offline_rl"] = evaluate(eval_ft, agent, k_eval_off, log)
+        logger.log("eval", 0, {"success_offline_rl": summary["offline_rl"]["success"]})
     agent = _online(config, agent, task, normalizer, offline, k_env, k_online, eval_ft, logger, ckpt, meta,
                     log, summary)
 
@@ -184,30 +176,34 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     return _finish(summary, run_dir, t_start, logger, ckpt, log)
 
 
-def _pretrain(config, agent, offline: ReplayBuffer, key, logger, log, summary):
-    steps, every = config.pretrain.steps, max(1, min(config.pretrain.log_every, config.pretrain.steps))
+def _update_phase(phase, agent, buffer, key, steps, log_every, config, logger, log, summary, keys):
+    """``steps`` agent updates on ``buffer`` (no env interaction), compiled in calls of ``log_every``.
+
+    Logs the averaged metrics and the update rate after every call; records the
+    phase's time, first-call (compile) time and compile count in ``summary``.
+    """
     if steps <= 0:
         return agent
-    agent = _committed(agent)
-    log(f"BC pretraining: {steps} steps, batch {config.agent.batch_size}, {config.agent.generative}")
+    every = max(1, min(log_every, steps))
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
                                     config.agent.discount, every)
-    t0, done, t_compile = time.time(), 0, None
+    agent = _committed(agent)
+    t0, done, t_first = time.time(), 0, None
     while done < steps:
         key, k = jax.random.split(key)
-        agent, info = fn(agent, offline, k)
+        agent, info = fn(agent, buffer, k)
         info = jax.tree.map(float, info)
-        if t_compile is None:
-            t_compile = time.time() - t0
+        if t_first is None:
+            t_first = time.time() - t0
         done += every
-        _check_finite("bc", done, info)
+        _check_finite(phase, done, info)
         if done > every:  # the first call includes compilation
-            info["updates_per_s"] = (done - every) / max(time.time() - t0 - t_compile, 1e-9)
-        logger.log("bc", done, info)
-        log(format_line("bc", done, info, ("bc_loss", "updates_per_s")))
-    summary["timings_s"]["pretrain"] = time.time() - t0
-    summary["timings_s"]["pretrain_first_call_incl_compile"] = t_compile
-    summary["compiles"]["pretrain"] = _compiles(fn)
+            info["updates_per_s"] = (done - every) / max(time.time() - t0 - t_first, 1e-9)
+        logger.log(phase, done, info)
+        log(format_line(phase, done, info, (*keys, "updates_per_s")))
+    summary["timings_s"][phase] = time.time() - t0
+    summary["timings_s"][f"{phase}_first_call_incl_compile"] = t_first
+    summary["compiles"][phase] = _compiles(fn)
     return agent
 
 
@@ -283,16 +279,20 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
         json.dump(summary, f, indent=2)
     logger.close()
     ckpt.close()
+    def rate(name):
+        return f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f}"
+
     lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})",
-             f"  expert success (dataset): {summary['dataset'].get('success_rate', float('nan')):.3f}",
-             f"  success after BC:         {summary['bc']['success']:.3f} +- {summary['bc']['success_stderr']:.3f}"]
+             f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}",
+             f"  success after BC:          {rate('bc')}"]
+    if "offline_rl" in summary:
+        lines.append(f"  success after offline RL:  {rate('offline_rl')}")
     if "finetuned" in summary:
-        lines += [f"  success after fine-tuning: {summary['finetuned']['success']:.3f} +- "
-                  f"{summary['finetuned']['success_stderr']:.3f}",
-                  f"  online env steps:         {summary['online']['env_steps']} "
+        lines += [f"  success after fine-tuning: {rate('finetuned')}",
+                  f"  online env steps:          {summary['online']['env_steps']} "
                   f"({summary['online']['env_steps_per_s_steady']:.0f}/s with updates, after compile)"]
-    lines += [f"  wall time:                {summary['wall_time_s']:.0f} s",
-              f"  run folder:               {run_dir}", "=" * 60]
+    lines += [f"  wall time:                 {summary['wall_time_s']:.0f} s",
+              f"  run folder:                {run_dir}", "=" * 60]
     log("\n".join(lines))
     return summary
 

@@ -46,6 +46,8 @@ def validate_config(config, task) -> None:
     _require(config.data.num_episodes >= 1, "data.num_episodes", ">= 1", config.data.num_episodes)
     _require(config.pretrain.steps >= 0, "pretrain.steps", ">= 0", config.pretrain.steps)
     _require(config.offline.steps >= 0, "offline.steps", ">= 0", config.offline.steps)
+    for phase in ("pretrain", "offline"):
+        _require(config[phase].log_every >= 1, f"{phase}.log_every", ">= 1", config[phase].log_every)
     o = config.online
     _require(0.0 <= o.offline_ratio <= 1.0, "online.offline_ratio", "in [0, 1]", o.offline_ratio)
     _require(o.utd_ratio > 0, "online.utd_ratio", "> 0", o.utd_ratio)

@@ -84,8 +84,11 @@ def batch():
     return b
 
 
-def test_bc_update_traces_once_and_lowers_loss(batch):
-    agent = bc.BCAgent.create(0, OBS, ACT, _config(bc))
+@pytest.mark.parametrize("generative", ["flow", "ddpm"])
+def test_bc_update_traces_once_and_lowers_loss(batch, generative):
+    config = _config(bc)
+    config.generative = generative
+    agent = bc.BCAgent.create(0, OBS, ACT, config)
     key = jax.random.PRNGKey(7)  # the same noise and times before and after training
 
     def loss(agent):

@@ -42,11 +42,12 @@ def test_smoke_run_writes_a_complete_run_folder(smoke_run):
     assert summary["online"]["env_steps"] > 0 and summary["wall_time_s"] > 0
     # one compile per loop for the whole run (DESIGN.md invariant), evaluation included
     assert summary["compiles"] == {"pretrain": 1, "offline": 1, "online": 1, "eval_finetuned": 1}
+    assert 0.0 <= summary["offline_rl"]["success"] <= 1.0
     assert summary["dataset"]["num_episodes"] == 40 and "mode_split" in summary["dataset"]
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["agent"]["num_samples"] == 4 and config["env"]["name"] == "point_obstacle"
     rows = list(csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))))
-    assert {"bc", "offline", "online", "eval"} <= {r["phase"] for r in rows}
+    assert {"pretrain", "offline", "online", "eval"} <= {r["phase"] for r in rows}
     online = [r for r in rows if r["phase"] == "online"]
     assert all(float(r["critic_loss"]) >= 0 for r in online)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(run_dir, "tb")))
