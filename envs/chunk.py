@@ -19,14 +19,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from envs.wrappers import VecEnv
-
-
-def _freeze(active: jax.Array, new, old):
-    def pick(n, o):
-        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
-
-    return jax.tree.map(pick, new, old)
+from envs.wrappers import VecEnv, select
 
 
 def execute_chunk(env: VecEnv, state, chunk: jax.Array, action_steps: int,
@@ -61,7 +54,7 @@ def execute_chunk(env: VecEnv, state, chunk: jax.Array, action_steps: int,
 
     def body(state, action):
         active = state.done == 0
-        nxt = _freeze(active, env.step(state, action), state)
+        nxt = select(active, env.step(state, action), state)
         step = {
             "obs": state.obs, "action": action, "reward": nxt.reward * active,
             "next_obs": nxt.obs, "terminated": nxt.info["terminated"] & active,

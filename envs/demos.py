@@ -15,7 +15,7 @@ import numpy as np
 
 from envs import dataset as dataset_lib
 from envs import registry
-from envs.wrappers import VecEnv
+from envs.wrappers import VecEnv, select
 
 
 def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_length: int | None = None,
@@ -69,9 +69,7 @@ def _make_rollout(env, expert, n, episode_length):
             state, plan = carry
             action, plan = jax.vmap(expert.act)(plan, state.obs, jax.random.split(k, n))
             active = state.done == 0
-            nxt = vec.step(state, action)
-            nxt = jax.tree.map(
-                lambda a, b: jnp.where(active.reshape(active.shape + (1,) * (a.ndim - 1)), a, b), nxt, state)
+            nxt = select(active, vec.step(state, action), state)  # ended episodes stay frozen
             step = {"obs": state.obs, "action": action, "reward": nxt.reward, "next_obs": nxt.obs,
                     "terminated": nxt.info["terminated"], "truncated": nxt.info["truncated"]}
             return (nxt, plan), step

@@ -23,6 +23,15 @@ import jax.numpy as jnp
 from mujoco_playground._src import mjx_env
 
 
+def select(mask: jax.Array, new, old):
+    """Per-env choice between two batched pytrees: ``new`` where ``mask [N]`` is True, else ``old``."""
+
+    def pick(n, o):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
 class VecEnv:
     """``num_envs`` copies of ``env`` with a time limit and episode statistics.
 
@@ -89,11 +98,4 @@ class VecEnv:
 
     def reset_done(self, state: mjx_env.State, key: jax.Array) -> mjx_env.State:
         """Replaces every env whose ``done`` is set by a fresh episode (auto-reset)."""
-        fresh = self.reset(key)
-        done = state.done > 0
-
-        def pick(new, old):
-            mask = done.reshape(done.shape + (1,) * (new.ndim - 1))
-            return jnp.where(mask, new, old)
-
-        return jax.tree.map(pick, fresh, state)
+        return select(state.done > 0, self.reset(key), state)
