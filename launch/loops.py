@@ -55,8 +55,8 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     or means (losses) over the ``num_iters`` iterations.
     """
 
-    def iteration(carry, key):
-        agent, env_state, online, offline = carry
+    def iteration(carry, key, offline):
+        agent, env_state, online = carry
         k_act, k_reset, k_upd = jax.random.split(key, 3)
         chunk = agent.sample_actions(normalizer.obs(env_state.obs), k_act)
         env_state, steps = execute_chunk(env, env_state, normalizer.unnormalize_action(chunk),
@@ -76,11 +76,13 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
                        return_sum=jnp.where(ended, steps["episode_return"], 0.0).sum(),
                        length_sum=jnp.where(ended, steps["episode_length"], 0).sum(),
                        env_steps=steps["valid"].sum())
-        return (agent, env_state, online, offline), metrics
+        return (agent, env_state, online), metrics
 
     def fn(agent, env_state, online, offline, key):
-        (agent, env_state, online, _), metrics = jax.lax.scan(
-            iteration, (agent, env_state, online, offline), jax.random.split(key, num_iters))
+        # the offline buffer is read-only: closed over, not carried through the scan
+        (agent, env_state, online), metrics = jax.lax.scan(
+            lambda carry, k: iteration(carry, k, offline), (agent, env_state, online),
+            jax.random.split(key, num_iters))
         sums = ("episodes", "successes", "return_sum", "length_sum", "env_steps")
         return agent, env_state, online, {k: v.sum() if k in sums else v.mean() for k, v in metrics.items()}
 
