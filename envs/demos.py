@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from envs import dataset as dataset_lib
 from envs import registry
@@ -19,7 +20,7 @@ from envs.wrappers import VecEnv, select
 
 
 def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_length: int | None = None,
-                            batch_size: int = 1024) -> list[dict]:
+                            batch_size: int | None = None, progress: bool = False) -> list[dict]:
     """Runs the scripted expert of ``task`` for ``num_episodes`` episodes.
 
     Args:
@@ -27,7 +28,9 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
       num_episodes: number of episodes (>= 1).
       seed: PRNG seed; the same seed gives the same episodes.
       episode_length: time limit (control steps); the task default if None.
-      batch_size: envs simulated at once.
+      batch_size: envs simulated at once; None: the task's ``demo_batch_size``
+        (``envs.registry.demo_batch_size``; smaller for contact-rich tasks).
+      progress: show a progress bar (episodes collected).
 
     Returns:
       list of episode dicts: ``obs [T, O]``, ``action [T, A]``, ``reward [T]``,
@@ -40,8 +43,10 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
     env = registry.make(task)
     expert = registry.expert(task)
     episode_length = episode_length or env.episode_length
+    batch_size = min(batch_size or registry.demo_batch_size(task), num_episodes)
     episodes: list[dict] = []
     key = jax.random.PRNGKey(seed)
+    bar = tqdm.tqdm(total=num_episodes, desc=f"{task} expert episodes", unit="ep", disable=not progress)
     for start in range(0, num_episodes, batch_size):
         n = min(batch_size, num_episodes - start)
         key, k = jax.random.split(key)
@@ -53,6 +58,8 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
                   ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
             ep.update(success=bool(batch["success"][i]), mode=np.int32(batch["mode"][i]))
             episodes.append(ep)
+        bar.update(n)
+    bar.close()
     return episodes
 
 
@@ -113,11 +120,13 @@ def episode_stats(episodes: list[dict]) -> dict:
 
 
 def dataset_name(task: str, num_episodes: int, seed: int) -> str:
-    """Canonical name of an expert dataset, e.g. ``point_obstacle_n1000_s0``."""
-    return f"{task}_n{num_episodes}_s{seed}"
+    """Canonical name of a task's dataset, e.g. ``point_obstacle_n1000_s0``
+    (``playground:CheetahRun`` -> ``playground_CheetahRun_n1000_s0``)."""
+    return f"{task.replace(':', '_')}_n{num_episodes}_s{seed}"
 
 
-def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print) -> tuple[dict, dict]:
+def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print,
+                   progress: bool = True) -> tuple[dict, dict]:
     """Loads the expert dataset of ``task`` from ``data_dir``, building it first if missing or corrupt.
 
     Returns:
@@ -135,9 +144,10 @@ def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=p
 
     def episodes_fn():
         log(f"building dataset {name}: {num_episodes} scripted-expert episodes (seed {seed})")
-        return collect_expert_episodes(task, num_episodes, seed)
+        return collect_expert_episodes(task, num_episodes, seed, progress=progress)
 
-    metadata = dict(task=task, seed=seed, expert=type(registry.expert(task)).__name__)
+    metadata = {"task": task, "seed": seed, "expert": type(registry.expert(task)).__name__,
+                "episode_length_limit": env.episode_length, "env_steps_per_s": registry.throughput(task)}
     return dataset_lib.load_or_build(
         name, _StatsEpisodes(episodes_fn, metadata), obs_size=int(env.observation_size),
         action_size=int(env.action_size), data_dir=data_dir, metadata=metadata, log=log)

@@ -83,3 +83,26 @@ def expert(name: str, **kwargs):
                          f"PPO policy trained here: python launch/make_dataset.py --task={name}")
     module, _, expert_cls = _entry(name)
     return _load(module, expert_cls)(**kwargs)
+
+
+def _module(name: str):
+    return importlib.import_module(_entry(name)[0])
+
+
+def throughput(name: str) -> dict:
+    """Measured env steps/s of task ``name`` on the project's 2-core CPU, as stated in its docstring.
+
+    Returns the task module's ``THROUGHPUT`` dict (``{"mjx": {batch: steps_per_s}, "c": {...},
+    "command": ...}``), or ``{}`` for tasks without one (e.g. ``playground:`` tasks).
+    """
+    if is_playground(name):
+        return {}
+    return dict(getattr(_module(name), "THROUGHPUT", {}))
+
+
+def demo_batch_size(name: str) -> int:
+    """Envs simulated at once when collecting demonstrations of ``name`` (the module's
+    ``DEMO_BATCH_SIZE``, default 1024; contact-rich tasks use less to bound compile time and memory)."""
+    if is_playground(name):
+        return 256
+    return int(getattr(_module(name), "DEMO_BATCH_SIZE", 1024))
