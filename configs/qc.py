@@ -4,13 +4,17 @@ Run (CPU, about 10 minutes on 2 cores)::
 
     python launch/train.py --config=configs/qc.py
 
-Presets after the colon:
+Presets after the colon, comma-separated, applied left to right: a task
+preset (``TASKS`` below: the task, its time limit and a data/online budget)
+and/or a size preset:
 
 * (none)   CPU-sized default on ``point_obstacle`` (see README for the figures
            it reaches);
 * ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
 * ``paper``  Q-chunking paper sizes (4x512 critic, N=32 in acting and target,
            batch 256, UTD 1): for a GPU.
+
+For example ``--config=configs/qc.py:point_maze`` or ``:push_t,smoke``.
 
 Override anything: ``--config.seed=1 --config.agent.num_samples=16
 --config.env.num_envs=256``.
@@ -53,38 +57,68 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.online.eval_every = 100           # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
     c.agent = qc.get_config()
 
-    if arg in (None, "", "default"):
-        pass
-    elif arg == "smoke":
-        c.env.num_envs = 8
-        c.env.num_eval_episodes = 16
-        c.env.episode_length = 40
-        c.data.num_episodes = 40
-        c.pretrain.steps = 50
-        c.pretrain.log_every = 25
-        c.offline.steps = 10
-        c.offline.log_every = 5
-        c.online.env_steps = 8 * 5 * 6
-        c.online.utd_ratio = 0.25
-        c.online.buffer_capacity = 8 * 5 * 20
-        c.online.log_every = 3
-        c.online.eval_every = 3
-        c.agent.batch_size = 32
-        c.agent.num_samples = 4
-        c.agent.target_num_samples = 2
-        c.agent.denoising_steps = 3
-        c.agent.actor_hidden_dims = (32, 32)
-        c.agent.critic_hidden_dims = (32, 32)
-    elif arg == "paper":
-        c.env.num_envs = 1024
-        c.agent.num_samples = 32
-        c.agent.target_num_samples = 32
-        c.agent.critic_hidden_dims = (512, 512, 512, 512)
-        c.agent.actor_hidden_dims = (512, 512, 512, 512)
-        c.online.env_steps = 1_000_000
-        c.online.utd_ratio = 1.0
-        c.online.buffer_capacity = 1_024_000
-        c.offline.steps = 100_000
-    else:
-        raise ValueError(f"configs/qc.py: unknown preset {arg!r}; expected '', 'smoke' or 'paper'")
+    presets = [p for p in (arg or "").split(",") if p and p != "default"]
+    for preset in presets:
+        if preset in TASKS:
+            _apply(c, TASKS[preset])
+        elif preset in SIZES:
+            SIZES[preset](c)
+        else:
+            raise ValueError(f"configs/qc.py: unknown preset {preset!r}; expected task presets "
+                             f"{sorted(TASKS)} and/or size presets {sorted(SIZES)}, comma-separated")
     return c
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+    """Tiny sizes for tests (about a minute, mostly compile time)."""
+    c.env.num_envs = 8
+    c.env.num_eval_episodes = 16
+    c.env.episode_length = 40
+    c.data.num_episodes = 40
+    c.pretrain.steps = 50
+    c.pretrain.log_every = 25
+    c.offline.steps = 10
+    c.offline.log_every = 5
+    c.online.env_steps = 8 * 5 * 6
+    c.online.utd_ratio = 0.25
+    c.online.buffer_capacity = 8 * 5 * 20
+    c.online.log_every = 3
+    c.online.eval_every = 3
+    c.agent.batch_size = 32
+    c.agent.num_samples = 4
+    c.agent.target_num_samples = 2
+    c.agent.denoising_steps = 3
+    c.agent.actor_hidden_dims = (32, 32)
+    c.agent.critic_hidden_dims = (32, 32)
+
+
+def _paper(c: ml_collections.ConfigDict) -> None:
+    """Q-chunking paper sizes, for a GPU."""
+    c.env.num_envs = 1024
+    c.agent.num_samples = 32
+    c.agent.target_num_samples = 32
+    c.agent.critic_hidden_dims = (512, 512, 512, 512)
+    c.agent.actor_hidden_dims = (512, 512, 512, 512)
+    c.online.env_steps = 1_000_000
+    c.online.utd_ratio = 1.0
+    c.online.buffer_capacity = 1_024_000
+    c.offline.steps = 100_000
+
+
+def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
+    for dotted, value in overrides.items():
+        *path, leaf = dotted.split(".")
+        node = c
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+
+
+SIZES = {"smoke": _smoke, "paper": _paper}
+
+# Task presets: the task, its time limit and a data/online budget sized for the 2-core CPU.
+TASKS = {
+    "point_obstacle": {"env.name": "point_obstacle", "env.episode_length": 100},
+    "point_maze": {"env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
+                   "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
+}

@@ -26,10 +26,10 @@ import numpy as np
 import envs
 from agents import agent_class
 from agents.bc import BCAgent
-from envs.demos import expert_dataset
 from envs.wrappers import VecEnv
 from launch import loops
 from launch.checkpoint import Checkpointer, restore
+from launch.data import task_dataset
 from launch.logger import Logger, format_line
 from launch.validate import validate_config
 from replay.buffer import ReplayBuffer
@@ -112,8 +112,8 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     log(f"run folder: {run_dir}")
 
     # 1. Demonstrations (built on first use, then loaded from the cache).
-    steps, card = expert_dataset(config.env.name, config.data.num_episodes, config.data.seed,
-                                 config.data_dir, log=log)
+    steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
+                                config.data_dir, log=log)
     with open(os.path.join(run_dir, "dataset_card.json"), "w") as f:
         json.dump(card, f, indent=2)
     log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "

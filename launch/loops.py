@@ -2,8 +2,8 @@
 
 Each ``make_*`` returns one ``jax.jit``-compiled function whose inner loop is
 a ``lax.scan`` (PureJaxRL style): the host only sees its outputs every
-``log_every`` iterations. Agent and buffers are donated, so the update runs
-in place.
+``log_every`` iterations. Agent and replay buffer are donated, so the update
+runs in place.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
         sums = ("episodes", "successes", "return_sum", "length_sum", "env_steps")
         return agent, env_state, online, {k: v.sum() if k in sums else v.mean() for k, v in metrics.items()}
 
-    return jax.jit(fn, donate_argnums=(0, 1, 2))
+    # The env state is not donated: a task may return one traced value in two places (e.g. the
+    # same bool as info['terminated'] and info['success']); jit then hands back one buffer twice,
+    # and donating it on the next call fails. It is small next to the agent and the buffer.
+    return jax.jit(fn, donate_argnums=(0, 2))
 
 
 def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int) -> Callable:

@@ -34,33 +34,19 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "data", "datasets directory")
 _REBUILD = flags.DEFINE_bool("rebuild", False, "delete an existing dataset of that name first")
 
 
-def build(task: str, num_episodes: int, seed: int, data_dir: str, log=print) -> tuple[dict, dict]:
-    """Loads or builds the dataset of ``task`` (see module docstring). Returns ``(steps, card)``.
-
-    Raises:
-      ValueError: unknown task, or ``num_episodes < 1``.
-    """
-    import envs
-    from envs.demos import expert_dataset
-
-    if envs.registry.is_playground(task):
-        from launch.policy_demos import ppo_dataset
-        return ppo_dataset(task, num_episodes, seed, data_dir, log=log)
-    return expert_dataset(task, num_episodes, seed, data_dir, log=log)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     from envs.demos import dataset_name
+    from launch.data import task_dataset
 
     name = dataset_name(_TASK.value, _NUM.value, _SEED.value)
     path = os.path.join(_DATA_DIR.value, name)
     if _REBUILD.value and os.path.isdir(path):
         print(f"--rebuild: deleting {path}")
         shutil.rmtree(path)
-    steps, card = build(_TASK.value, _NUM.value, _SEED.value, _DATA_DIR.value,
+    steps, card = task_dataset(_TASK.value, _NUM.value, _SEED.value, _DATA_DIR.value,
                         log=lambda m: print(m, flush=True))
     print(f"dataset {path}: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps")
     print(json.dumps(card, indent=2))
