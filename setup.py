@@ -25,6 +25,9 @@ setup(
         "array-record>=0.8",
         "tensorboardX>=2.6",
         "tqdm>=4.66",
+        "imageio>=2.30",
+        "imageio-ffmpeg>=0.4",
+        "pillow>=10",
         "numpy>=1.26",
     ],
     extras_require={

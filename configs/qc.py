@@ -39,6 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.env.num_envs = 64                 # parallel envs during online fine-tuning
     c.env.episode_length = 100          # time limit in control steps (truncation)
     c.env.num_eval_episodes = 256       # episodes per evaluation (vectorized, one each)
+    c.env.num_video_episodes = 2        # rendered evaluation episodes saved at the end (0: none)
     c.data = ml_collections.ConfigDict()
     c.data.num_episodes = 1000          # scripted-expert demonstrations
     c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
@@ -73,6 +74,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     """Tiny sizes for tests (about a minute, mostly compile time)."""
     c.env.num_envs = 8
     c.env.num_eval_episodes = 16
+    c.env.num_video_episodes = 0
     c.env.episode_length = 40
     c.data.num_episodes = 40
     c.pretrain.steps = 50

@@ -8,6 +8,7 @@
     <run_dir>/tb/                the same for TensorBoard
     <run_dir>/checkpoints/       orbax: step 0 after BC pretraining,
                                  then the fine-tuned agent (periodically, and at the end)
+    <run_dir>/videos/            a few rendered evaluation episodes (MP4; skipped without OpenGL)
     <run_dir>/summary.json       success after BC and after fine-tuning, steps, times
 """
 
@@ -153,6 +154,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     logger.log("eval", 0, {"success": summary["bc"]["success"]})
 
     if config.agent_name == "bc":
+        _videos(config, task, normalizer, bc_agent, run_dir, "bc", summary, log)
         return _finish(summary, run_dir, t_start, logger, ckpt, log)
 
     # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
@@ -173,7 +175,25 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     summary["timings_s"]["eval_finetuned"] = time.time() - t0
     summary["compiles"]["eval_finetuned"] = _compiles(eval_ft)
     logger.log("eval", summary["online"]["env_steps"], {"success": summary["finetuned"]["success"]})
+    _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
     return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+
+def _videos(config, task, normalizer, agent, run_dir, tag, summary, log) -> None:
+    """A few rendered evaluation episodes in ``<run_dir>/videos/`` (skipped with a warning without OpenGL)."""
+    if not config.env.num_video_episodes:
+        return
+    from launch.videos import save_rollout_videos
+
+    def policy(obs, k):
+        return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
+
+    t0 = time.time()
+    summary["videos"] = save_rollout_videos(
+        run_dir, task, policy, config.agent.action_steps, num_episodes=config.env.num_video_episodes,
+        key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),  # apart from the run's key splits
+        episode_length=config.env.episode_length, tag=tag, log=log)
+    summary["timings_s"]["videos"] = time.time() - t0
 
 
 def _update_phase(phase, agent, buffer, key, steps, log_every, config, logger, log, summary, keys):

@@ -43,6 +43,8 @@ def validate_config(config, task) -> None:
         _require(0.0 < a.tau <= 1.0, "agent.tau", "in (0, 1]", a.tau)
     _require(e.num_envs >= 1, "env.num_envs", ">= 1", e.num_envs)
     _require(e.num_eval_episodes >= 1, "env.num_eval_episodes", ">= 1", e.num_eval_episodes)
+    _require(e.get("num_video_episodes", 0) >= 0, "env.num_video_episodes", ">= 0 (0: no videos)",
+             e.get("num_video_episodes"))
     _require(config.data.num_episodes >= 1, "data.num_episodes", ">= 1", config.data.num_episodes)
     _require(config.pretrain.steps >= 0, "pretrain.steps", ">= 0", config.pretrain.steps)
     _require(config.offline.steps >= 0, "offline.steps", ">= 0", config.offline.steps)
