@@ -14,7 +14,7 @@ computed from it by :func:`replay.chunks.chunk_transition`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
