@@ -10,7 +10,10 @@ For every task and batch size it reports control (env) steps per second:
   auto-reset, first call (compile) timed apart;
 * ``c``: C MuJoCo's threaded ``mujoco.rollout`` stepping the same ``MjModel``
   from the same initial states with random controls held for a control
-  step (physics only, no task logic), one thread per core.
+  step (physics only, no task logic), one thread per core;
+* ``gym`` (on request): the Gymnasium ``VectorEnv`` adapter, a Python loop of
+  ``step`` calls with numpy actions in and numpy observations out (auto-reset
+  included).
 
 Each measurement runs in its own subprocess under a hard timeout (``--timeout``
 seconds): a stall or an out-of-memory kill is recorded as such, not waited for.
@@ -35,7 +38,7 @@ _ENV = flags.DEFINE_list("env", ["point_obstacle", "point_maze", "push_t", "pick
 _BATCH = flags.DEFINE_list("batch", ["1", "256", "4096"], "batch sizes")
 _STEPS = flags.DEFINE_integer("steps", 100, "control steps per timed call")
 _TIMEOUT = flags.DEFINE_integer("timeout", 600, "hard limit in seconds for one measurement (compile included)")
-_BACKENDS = flags.DEFINE_list("backend", ["mjx", "c"], "mjx and/or c")
+_BACKENDS = flags.DEFINE_list("backend", ["mjx", "c"], "mjx, c and/or gym")
 _OUT = flags.DEFINE_string("out", "", "write results here as JSON ('' = do not write)")
 _WORKER = flags.DEFINE_string("worker", "", "internal: run one measurement 'backend,env,batch'")
 
@@ -109,9 +112,29 @@ def _measure_c(task: str, batch: int, steps: int) -> dict:
     return {"steps_per_s": batch * steps / elapsed, "threads": nthread, "substeps": substeps}
 
 
+def _measure_gym(task: str, batch: int, steps: int) -> dict:
+    import numpy as np
+
+    from envs.gym_adapter import VectorEnv
+
+    env = VectorEnv(task, batch, seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps,) + env.action_space.shape).astype(np.float32)
+    t0 = time.time()
+    env.reset(seed=0)
+    env.step(actions[0])
+    compile_s = time.time() - t0
+    t0 = time.time()
+    for a in actions:
+        obs, *_ = env.step(a)
+    elapsed = time.time() - t0
+    env.close()
+    return {"steps_per_s": batch * steps / elapsed, "compile_s": compile_s, "finite": bool(np.isfinite(obs).all())}
+
+
 def _worker(spec: str) -> None:
     backend, task, batch = spec.split(",")
-    fn = _measure_mjx if backend == "mjx" else _measure_c
+    fn = {"mjx": _measure_mjx, "c": _measure_c, "gym": _measure_gym}[backend]
     print("RESULT " + json.dumps(fn(task, int(batch), _STEPS.value)), flush=True)
 
 
