@@ -123,4 +123,5 @@ TASKS = {
     "point_obstacle": {"env.name": "point_obstacle", "env.episode_length": 100},
     "point_maze": {"env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
                    "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
+    "push_t": {"env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},
 }
