@@ -1,0 +1,336 @@
+"""PPO with a Gaussian policy (the one-step baseline that DPPO is compared with).
+
+Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347) with
+GAE(lambda) advantages (Schulman et al. 2015, arXiv:1506.02438):
+
+* policy ``pi(a | s)``: an MLP gives the mean ``mu(s) [A]``, a learned
+  state-independent ``log_std [A]`` the spread; ``u ~ N(mu, std^2)`` and the
+  env action is ``tanh(u)`` (``squash='tanh'``) or ``clip(u, -1, 1)``
+  (``squash='clip'``). Likelihood ratios are taken on ``u``, where the tanh
+  Jacobian cancels, so both variants share one loss;
+* value ``V(s)``: a separate MLP;
+* observations standardised by running statistics (mean/variance over every
+  observation seen in training, Chan et al.'s parallel update), stored in the
+  agent and thus in every checkpoint;
+* loss ``-E[min(r A, clip(r, 1-eps, 1+eps) A)] + c_v E[(V - R)^2] / 2
+  - c_e H[pi]`` (Eq. 7 and 9 of the PPO paper), advantages standardised per
+  minibatch, ``R = A + V_old``; policy and value have their own Adam and
+  their own global-norm gradient clip, so a large value error never shrinks
+  the policy step;
+* one :meth:`PPOAgent.update` call takes a whole rollout ``[T, N]``: updates
+  the observation statistics, computes GAE once, then ``num_epochs`` passes
+  of ``num_minibatches`` shuffled minibatches, all inside one ``jax.jit``.
+
+Episode ends: ``terminated`` steps do not bootstrap, ``truncated`` ones
+(time limit) bootstrap with ``V(next_obs)`` of the episode's last
+observation; neither lets the advantage recursion run into the next episode
+(:func:`gae`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "silu": nn.silu, "relu": nn.relu}
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class _MLP(nn.Module):
+    """``[..., D] -> [..., out_dim]``; orthogonal init (gain sqrt 2), last layer gain ``out_scale``."""
+
+    hidden_dims: tuple[int, ...]
+    out_dim: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        act = _ACTIVATIONS[self.activation]
+        for width in self.hidden_dims:
+            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+
+
+class GaussianPolicy(nn.Module):
+    """``obs [..., O] -> (mean [..., A], log_std [A])`` (log_std clipped to ``[-5, 2]``)."""
+
+    hidden_dims: tuple[int, ...]
+    action_dim: int
+    activation: str = "tanh"
+    init_std: float = 0.5
+
+    @nn.compact
+    def __call__(self, obs):
+        mean = _MLP(self.hidden_dims, self.action_dim, self.activation, out_scale=0.01)(obs)
+        log_std = self.param("log_std", nn.initializers.constant(math.log(self.init_std)), (self.action_dim,))
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class ValueNet(nn.Module):
+    """``obs [..., O] -> V(s) [...]``."""
+
+    hidden_dims: tuple[int, ...]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs):
+        return _MLP(self.hidden_dims, 1, self.activation, out_scale=1.0)(obs)[..., 0]
+
+
+class RunningNorm(flax.struct.PyTreeNode):
+    """Running mean/variance of observations ``[O]`` (``count`` observations seen so far)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, obs_dim: int) -> RunningNorm:
+        return cls(mean=jnp.zeros(obs_dim), var=jnp.ones(obs_dim), count=jnp.zeros(()))
+
+    def update(self, obs: jax.Array) -> RunningNorm:
+        """Merges the statistics of ``obs [..., O]`` (Chan, Golub, LeVeque 1979)."""
+        x = obs.reshape(-1, obs.shape[-1])
+        n = jnp.asarray(x.shape[0], jnp.float32)
+        mean, var = x.mean(0), x.var(0)
+        total = self.count + n
+        delta = mean - self.mean
+        new_mean = self.mean + delta * n / total
+        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
+        return self.replace(mean=new_mean, var=m2 / total, count=total)
+
+    def __call__(self, obs: jax.Array, clip: float = 10.0) -> jax.Array:
+        """Standardises ``obs [..., O]`` and clips to ``[-clip, clip]`` (identity before any update)."""
+        std = jnp.where(self.count > 0, jnp.sqrt(self.var + 1e-8), 1.0)
+        return jnp.clip((obs - self.mean) / std, -clip, clip)
+
+
+def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """``log N(u; mean, exp(log_std)^2)`` summed over the last axis: ``[..., A] -> [...]``."""
+    z = (u - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    """Entropy (nats) of a diagonal Gaussian with ``log_std [A]``: a scalar."""
+    return jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e))
+
+
+def gae(reward: jax.Array, value: jax.Array, next_value: jax.Array, terminated: jax.Array,
+        truncated: jax.Array, discount: float, lam: float) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation over a rollout (Schulman et al. 2015, Eq. 16).
+
+    ``delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)`` and
+    ``A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}`` with
+    ``done_t = terminated_t | truncated_t`` and ``A_T = 0``. ``s'_t`` is the
+    observation the step led to (the episode's last one when it ended, not
+    the reset), so a truncated step bootstraps from ``V(s'_t)`` while a
+    terminated one does not; neither chains into the next episode.
+
+    Args:
+      reward, value, next_value: ``[T, N]`` float (``value = V(s_t)``,
+        ``next_value = V(s'_t)``).
+      terminated, truncated: ``[T, N]`` bool.
+      discount: gamma per step.
+      lam: lambda.
+
+    Returns:
+      ``(advantages [T, N], returns [T, N])`` with ``returns = advantages + value``.
+    """
+    terminated = terminated.astype(jnp.float32)
+    done = jnp.maximum(terminated, truncated.astype(jnp.float32))
+    delta = reward + discount * (1.0 - terminated) * next_value - value
+
+    def body(next_adv, x):
+        delta_t, done_t = x
+        adv = delta_t + discount * lam * (1.0 - done_t) * next_adv
+        return adv, adv
+
+    _, adv = jax.lax.scan(body, jnp.zeros_like(delta[0]), (delta, done), reverse=True)
+    return adv, adv + value
+
+
+def _optimizer(config) -> optax.GradientTransformation:
+    def one():
+        tx = optax.adam(config.lr, eps=1e-5)
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), tx) if config.max_grad_norm > 0 else tx
+
+    return optax.multi_transform({"policy": one(), "value": one()},
+                                 lambda params: {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()})
+
+
+class PPOAgent(flax.struct.PyTreeNode):
+    """Immutable PPO agent: ``update``, ``act`` and ``sample_actions`` are pure and jitted.
+
+    Fields: ``rng``; ``state`` (params ``{'policy', 'value'}`` and both
+    optimizers); ``obs_norm`` (:class:`RunningNorm`); static ``action_dim``
+    and ``config``.
+    Every method takes raw env observations and standardises them itself.
+    """
+
+    rng: jax.Array
+    state: train_state.TrainState
+    obs_norm: RunningNorm
+    action_dim: int = flax.struct.field(pytree_node=False)
+    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> PPOAgent:
+        """Builds the agent for observations ``[O]`` and actions ``[A]`` in ``[-1, 1]``.
+
+        Raises:
+          ValueError: ``config.squash`` or ``config.activation`` unknown.
+        """
+        if config.squash not in ("tanh", "clip"):
+            raise ValueError(f"agent.squash must be 'tanh' or 'clip', got {config.squash!r}")
+        if config.activation not in _ACTIVATIONS:
+            raise ValueError(f"agent.activation must be one of {sorted(_ACTIVATIONS)}, got {config.activation!r}")
+        rng, k_pi, k_v = jax.random.split(jax.random.PRNGKey(seed), 3)
+        policy, value = _nets(config, action_dim)
+        dummy = jnp.zeros((1, obs_dim))
+        params = {"policy": policy.init(k_pi, dummy), "value": value.init(k_v, dummy)}
+        state = train_state.TrainState.create(apply_fn=None, params=params, tx=_optimizer(config))
+        return cls(rng=rng, state=state, obs_norm=RunningNorm.create(obs_dim), action_dim=int(action_dim),
+                   config=ml_collections.FrozenConfigDict(config))
+
+    # --- acting -----------------------------------------------------------------------------
+
+    def _dist(self, params, obs):
+        policy, _ = _nets(self.config, self.action_dim)
+        return policy.apply(params["policy"], self.obs_norm(obs))
+
+    def _value(self, params, obs):
+        _, value = _nets(self.config, 0)
+        return value.apply(params["value"], self.obs_norm(obs))
+
+    def squash(self, u: jax.Array) -> jax.Array:
+        """Pre-squash sample ``u [..., A]`` -> env action in ``[-1, 1]``."""
+        return jnp.tanh(u) if self.config.squash == "tanh" else jnp.clip(u, -1.0, 1.0)
+
+    @jax.jit
+    def act(self, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Samples ``u ~ pi(. | obs [N, O])``; returns ``(env action [N, A] in [-1, 1], u [N, A])``."""
+        mean, log_std = self._dist(self.state.params, obs)
+        u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return self.squash(u), u
+
+    @jax.jit
+    def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Stochastic one-step chunk: ``obs [B, O] -> [B, 1, A]`` in ``[-1, 1]``."""
+        return self.act(obs, key)[0][:, None]
+
+    @jax.jit
+    def mean_actions(self, obs: jax.Array) -> jax.Array:
+        """Deterministic one-step chunk (squashed mean): ``obs [B, O] -> [B, 1, A]``."""
+        return self.squash(self._dist(self.state.params, obs)[0])[:, None]
+
+    @jax.jit
+    def value(self, obs: jax.Array) -> jax.Array:
+        """``V(obs)``: ``[..., O] -> [...]`` (in units of scaled reward)."""
+        return self._value(self.state.params, obs)
+
+    # --- learning ---------------------------------------------------------------------------
+
+    def _loss(self, params, mb):
+        c = self.config
+        mean, log_std = self._dist(params, mb["obs"])
+        logp = gaussian_log_prob(mb["u"], mean, log_std)
+        ratio = jnp.exp(logp - mb["logp"])
+        adv = mb["adv"]
+        if c.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - c.clip_eps, 1 + c.clip_eps) * adv))
+        v = self._value(params, mb["obs"])
+        v_loss = 0.5 * jnp.mean((v - mb["ret"]) ** 2)
+        entropy = gaussian_entropy(log_std)
+        loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy
+        info = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
+                "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
+                "clip_frac": jnp.mean(jnp.abs(ratio - 1) > c.clip_eps), "std": jnp.exp(log_std).mean()}
+        return loss, info
+
+    @jax.jit
+    def update(self, rollout: dict) -> tuple[PPOAgent, dict]:
+        """PPO update on one rollout of ``T`` steps in ``N`` envs.
+
+        Args:
+          rollout: ``obs [T, N, O]``, ``u [T, N, A]`` (pre-squash samples),
+            ``reward [T, N]``, ``next_obs [T, N, O]`` (the observation each
+            step led to, before any auto-reset), ``terminated``,
+            ``truncated`` ``[T, N]`` bool.
+
+        Returns:
+          the new agent and scalar metrics (losses, entropy, KL, clip
+          fraction, policy std, mean value) averaged over minibatches.
+
+        Raises:
+          ValueError: ``T * N`` not divisible by ``num_minibatches`` (at trace time).
+        """
+        c = self.config
+        T, N = rollout["reward"].shape
+        if (T * N) % c.num_minibatches:
+            raise ValueError(f"agent.num_minibatches={c.num_minibatches} must divide rollout_length x num_envs "
+                             f"= {T} x {N}")
+        agent = self.replace(obs_norm=self.obs_norm.update(rollout["obs"])) if c.normalize_obs else self
+        params = agent.state.params
+        # old log-probs and values under the updated statistics: the first ratio is exactly 1
+        mean, log_std = agent._dist(params, rollout["obs"])
+        logp = gaussian_log_prob(rollout["u"], mean, log_std)
+        value, next_value = agent._value(params, rollout["obs"]), agent._value(params, rollout["next_obs"])
+        adv, ret = gae(rollout["reward"] * c.reward_scale, value, next_value, rollout["terminated"],
+                       rollout["truncated"], c.discount, c.gae_lambda)
+        flat = jax.tree.map(lambda x: x.reshape((T * N,) + x.shape[2:]),
+                            {"obs": rollout["obs"], "u": rollout["u"], "logp": logp, "adv": adv, "ret": ret})
+        size = T * N // c.num_minibatches
+
+        def minibatch(state, mb):
+            grads, info = jax.grad(agent.replace(state=state)._loss, has_aux=True)(state.params, mb)
+            return state.apply_gradients(grads=grads), info
+
+        def epoch(state, key):
+            perm = jax.random.permutation(key, T * N)
+            mbs = jax.tree.map(lambda x: x[perm].reshape((c.num_minibatches, size) + x.shape[1:]), flat)
+            return jax.lax.scan(minibatch, state, mbs)
+
+        rng, key = jax.random.split(agent.rng)
+        state, info = jax.lax.scan(epoch, agent.state, jax.random.split(key, c.num_epochs))
+        info = jax.tree.map(jnp.mean, info)
+        info["value_mean"] = value.mean()
+        return agent.replace(rng=rng, state=state), info
+
+
+def _nets(config, action_dim: int) -> tuple[GaussianPolicy, ValueNet]:
+    return (GaussianPolicy(tuple(config.policy_hidden_dims), action_dim, config.activation, config.init_std),
+            ValueNet(tuple(config.value_hidden_dims), config.activation))
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """PPO hyperparameters (standard MuJoCo defaults; presets in ``configs/ppo.py`` tune a few)."""
+    c = ml_collections.ConfigDict()
+    c.rollout_length = 32              # T: env steps per env between updates
+    c.num_epochs = 4                   # passes over each rollout
+    c.num_minibatches = 8              # minibatches per pass (must divide T x num_envs)
+    c.lr = 3e-4                        # Adam learning rate (policy and value)
+    c.max_grad_norm = 0.5              # global-norm gradient clip per network (0 disables)
+    c.discount = 0.99                  # gamma per env step
+    c.gae_lambda = 0.95                # GAE lambda
+    c.clip_eps = 0.2                   # PPO ratio clip epsilon
+    c.vf_coef = 0.5                    # value-loss weight
+    c.ent_coef = 0.0                   # entropy bonus weight
+    c.reward_scale = 1.0               # rewards are multiplied by this for GAE/value targets
+    c.normalize_obs = True             # running observation standardisation
+    c.normalize_advantages = True      # standardise advantages per minibatch
+    c.squash = "tanh"                  # 'tanh' (squashed Gaussian) or 'clip' (clipped Gaussian)
+    c.init_std = 0.5                   # initial policy std (pre-squash)
+    c.activation = "tanh"              # 'tanh', 'silu' or 'relu'
+    c.policy_hidden_dims = (64, 64)    # policy MLP widths
+    c.value_hidden_dims = (64, 64)     # value MLP widths
+    return c
