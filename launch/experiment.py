@@ -86,7 +86,7 @@ def evaluate(eval_fn, agent, key, log) -> dict:
     result = {"success": rate, "success_stderr": math.sqrt(rate * (1 - rate) / n),
               "return": float(out["return"].mean()), "length": float(out["length"].mean()), "episodes": n}
     log(f"  eval over {n} episodes: success {rate:.3f} +- {result['success_stderr']:.3f}, "
-        f"mean length {result['length']:.1f}")
+        f"mean return {result['return']:.1f}, mean length {result['length']:.1f}")
     return result
 
 
@@ -300,7 +300,8 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
     logger.close()
     ckpt.close()
     def rate(name):
-        return f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f}"
+        return (f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f} "
+                f"(mean return {summary[name]['return']:.1f})")
 
     lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})",
              f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}",
