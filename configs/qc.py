@@ -124,6 +124,8 @@ TASKS = {
     "point_maze": {"env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
                    "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
     "push_t": {"env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},
+    "pick_place": {"env.name": "pick_place", "env.episode_length": 150, "data.num_episodes": 1000},
+    "pick_place_two": {"env.name": "pick_place_two", "env.episode_length": 300, "data.num_episodes": 1000},
     # MuJoCo Playground locomotion through the adapter; demonstrations from a "medium" PPO policy
     # trained here on first use (launch/policy_demos.py, about 5 minutes on the CPU); no success signal.
     "cheetah_run": {"env.name": "playground:CheetahRun", "env.episode_length": 1000, "data.num_episodes": 256,
