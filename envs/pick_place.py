@@ -87,7 +87,12 @@ batch 1024, and ``envs.demos.episode_stats``; 2-core CPU shared with other jobs)
   69, max 300) steps; 300 s with compile.
 * Compiling one MJX step takes 25-45 s here; a rollout at batch 1000 ran
   about 2k (one cube) and 1k (two cubes) env steps/s.
-* env steps/s at batch 1/256/4096: (to be measured by the lead).
+* pick_place env steps/s at batch 1 / 256 / 4096 on the 2-core CPU: MJX 616 /
+  2,314 / 2,127; C MuJoCo (``mujoco.rollout``, 2 threads, same model) 12,127 /
+  17,675 / 22,616 (batch 4096 and C with another benchmark running).
+* pick_place_two env steps/s at batch 1 / 256 / 4096 on the 2-core CPU: MJX
+  635 / 1,323 / 1,207; C MuJoCo (``mujoco.rollout``, 2 threads, same model)
+  6,987 / 15,910 / 15,240 (batch 1/256 MJX with another benchmark running).
 """
 
 from __future__ import annotations
@@ -113,6 +118,11 @@ MAX_GAP = 0.09            # m, finger gap when fully open
 HAND_Z_MIN = 0.018        # m, lower joint limit of the hand (fingertips just above the table)
 HAND_START = (0.0, 0.0, 0.14)
 EXPERT_SUCCESS = {"pick_place": 0.76, "pick_place_two": 0.66}  # measured, see the module docstring
+# Measured env steps/s (benchmarks/env_speed.py), copied into dataset cards.
+THROUGHPUT = {
+    'pick_place': {'mjx': {1: 616, 256: 2314, 4096: 2127}, 'c': {1: 12127, 256: 17675, 4096: 22616}, 'command': 'python benchmarks/env_speed.py --env=<task> --batch=1,256,4096 (2-core CPU, 2026-11-21)', 'note': 'batch 4096 and C figures measured with another benchmark running'},
+    'pick_place_two': {'mjx': {1: 635, 256: 1323, 4096: 1207}, 'c': {1: 6987, 256: 15910, 4096: 15240}, 'command': 'python benchmarks/env_speed.py --env=<task> --batch=1,256,4096 (2-core CPU, 2026-11-21)', 'note': 'batch 1/256 MJX figures measured with another benchmark running'},
+}
 
 _HAND_KV = 40.0           # N s/m, hand joint damping = motor gear: a velocity servo, integrated implicitly
 _SOLVER_ITERATIONS, _LS_ITERATIONS = 4, 6

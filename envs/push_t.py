@@ -59,8 +59,9 @@ Measured (``envs.demos.collect_expert_episodes("push_t", 1000, seed=0)`` and
   time-outs (0.195), none left the table;
 * mode split 0.516 / 0.484 (mode 0 / 1);
 * episode length mean 122.5, min 22, max 200 control steps (122,494 steps);
-* env steps/s at batch 1 / 256 / 4096: TODO (measured by the lead on an idle
-  machine).
+* env steps/s at batch 1 / 256 / 4096 on the 2-core CPU: MJX 3,970 / 8,063 /
+  7,811; C MuJoCo (``mujoco.rollout``, 2 threads, same model) 37,088 / 125,453
+  / 142,090.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ POS_TOL = 0.025
 ANGLE_TOL = math.radians(15.0)
 START_RADIUS = (0.1, 0.25)  # the T's start is this far (m) from the goal
 EXPERT_SUCCESS = 0.805  # measured, see the module docstring
+# Measured env steps/s (benchmarks/env_speed.py), copied into dataset cards.
+THROUGHPUT = {
+    'push_t': {'mjx': {1: 3970, 256: 8063, 4096: 7811}, 'c': {1: 37088, 256: 125453, 4096: 142090}, 'command': 'python benchmarks/env_speed.py --env=<task> --batch=1,256,4096 (2-core CPU, 2026-11-21)'},
+}
 PUSHER_CLEARANCE = T_RADIUS + PUSHER_RADIUS + 0.02  # the pusher starts at least this far from the T
 
 _XML = f"""

@@ -92,12 +92,13 @@ def _module(name: str):
 def throughput(name: str) -> dict:
     """Measured env steps/s of task ``name`` on the project's 2-core CPU, as stated in its docstring.
 
-    Returns the task module's ``THROUGHPUT`` dict (``{"mjx": {batch: steps_per_s}, "c": {...},
-    "command": ...}``), or ``{}`` for tasks without one (e.g. ``playground:`` tasks).
+    Returns the entry for ``name`` of its module's ``THROUGHPUT`` dict
+    (``{"mjx": {batch: steps_per_s}, "c": {batch: steps_per_s}, "command": ...}``, keyed by task
+    name as one module may hold several tasks), or ``{}`` where none is stated (``playground:`` tasks).
     """
     if is_playground(name):
         return {}
-    return dict(getattr(_module(name), "THROUGHPUT", {}))
+    return dict(getattr(_module(name), "THROUGHPUT", {}).get(name, {}))
 
 
 def demo_batch_size(name: str) -> int:
