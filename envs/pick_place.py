@@ -99,10 +99,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import mujoco
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
+
+from envs.base import XmlTask
 
 CUBE_HALF = 0.02          # m, half the cube edge
 CUBE_MASS = 0.05          # kg
@@ -245,41 +246,17 @@ def _sample_layout(key: jax.Array, num_points: int, candidates: int = 64) -> jax
     return jnp.where(jnp.any(valid), pts[jnp.argmax(valid)], fallback)
 
 
-class _PickPlaceBase(mjx_env.MjxEnv):
+class _PickPlaceBase(XmlTask):
     """Shared model, reset and step of the pick-and-place tasks (``NUM_CUBES`` cubes)."""
 
     NUM_CUBES = 1
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
-        super().__init__(config or default_config(self.NUM_CUBES), config_overrides)
-        self._mj_model = mujoco.MjModel.from_xml_string(_xml(self.NUM_CUBES))
-        self._mj_model.opt.timestep = self._config.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl="jax")
+        super().__init__(_xml(self.NUM_CUBES), f"pick_place_{self.NUM_CUBES}", 4, config or default_config(self.NUM_CUBES), config_overrides)
         self._cube_qpos = [self._mj_model.jnt_qposadr[self._mj_model.joint(f"cube{i}").id]
                            for i in range(self.NUM_CUBES)]
         self._cube_qvel = [self._mj_model.jnt_dofadr[self._mj_model.joint(f"cube{i}").id]
                            for i in range(self.NUM_CUBES)]
-
-    @property
-    def xml_path(self) -> str:
-        return f"<generated:pick_place_{self.NUM_CUBES}>"
-
-    @property
-    def action_size(self) -> int:
-        return 4
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
-
-    @property
-    def episode_length(self) -> int:
-        """Default time limit in control steps, used by :class:`envs.wrappers.VecEnv`."""
-        return int(self._config.episode_length)
 
     def _cubes(self, data: mjx.Data) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """Cube positions ``[n, 3]``, quaternions ``[n, 4]``, velocities and angular velocities ``[n, 3]``."""

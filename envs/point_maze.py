@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
+
+from envs.base import XmlTask
 
 # 1 = wall. Rows top (0) to bottom (8), columns left (0) to right (10).
 MAZE = (
@@ -134,7 +135,7 @@ def default_config() -> config_dict.ConfigDict:
     return config_dict.create(ctrl_dt=0.05, sim_dt=0.01, episode_length=400)
 
 
-class PointMaze(mjx_env.MjxEnv):
+class PointMaze(XmlTask):
     """The long-horizon maze task (see module docstring).
 
     MuJoCo Playground ``MjxEnv`` interface on one environment (vmap for a
@@ -143,31 +144,7 @@ class PointMaze(mjx_env.MjxEnv):
     """
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
-        super().__init__(config or default_config(), config_overrides)
-        self._mj_model = mujoco.MjModel.from_xml_string(_xml())
-        self._mj_model.opt.timestep = self._config.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl="jax")
-
-    @property
-    def xml_path(self) -> str:
-        return "<generated:point_maze>"
-
-    @property
-    def action_size(self) -> int:
-        return 2
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
-
-    @property
-    def episode_length(self) -> int:
-        """Default time limit in control steps, used by :class:`envs.wrappers.VecEnv`."""
-        return int(self._config.episode_length)
+        super().__init__(_xml(), "point_maze", 2, config or default_config(), config_overrides)
 
     def _obs(self, data: mjx.Data, goal: jax.Array) -> jax.Array:
         return jnp.concatenate([data.qpos[:2], data.qvel[:2], goal]).astype(jnp.float32)

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import mujoco
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
+
+from envs.base import XmlTask
 
 # Measured env steps/s (benchmarks/env_speed.py), copied into dataset cards.
 THROUGHPUT = {
@@ -95,7 +96,7 @@ def hits_wall(pos: jax.Array) -> jax.Array:
     )
 
 
-class PointObstacle(mjx_env.MjxEnv):
+class PointObstacle(XmlTask):
     """The default reach-around-a-wall task (see module docstring).
 
     Follows MuJoCo Playground's ``MjxEnv`` interface: ``reset(rng) -> State``,
@@ -105,32 +106,8 @@ class PointObstacle(mjx_env.MjxEnv):
     """
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
-        super().__init__(config or default_config(), config_overrides)
-        self._mj_model = mujoco.MjModel.from_xml_string(_XML)
-        self._mj_model.opt.timestep = self._config.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl="jax")
+        super().__init__(_XML, "point_obstacle", 2, config or default_config(), config_overrides)
         self._goal_mocap = 0
-
-    @property
-    def xml_path(self) -> str:
-        return "<generated:point_obstacle>"
-
-    @property
-    def action_size(self) -> int:
-        return 2
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
-
-    @property
-    def episode_length(self) -> int:
-        """Default time limit in control steps, used by :class:`envs.wrappers.VecEnv`."""
-        return int(self._config.episode_length)
 
     def _obs(self, data: mjx.Data, goal: jax.Array) -> jax.Array:
         return jnp.concatenate([data.qpos[:2], data.qvel[:2], goal]).astype(jnp.float32)

@@ -70,11 +70,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
+
+from envs.base import XmlTask
 
 # --- geometry (metres, radians); the T's body frame has its origin at the T's centre of mass ---
 TABLE_HALF = 0.5
@@ -171,7 +172,7 @@ def off_table(xy: jax.Array) -> jax.Array:
     return jnp.any(jnp.abs(xy) > TABLE_HALF, axis=-1)
 
 
-class PushT(mjx_env.MjxEnv):
+class PushT(XmlTask):
     """The planar Push-T task (see module docstring).
 
     Follows MuJoCo Playground's ``MjxEnv`` interface: ``reset(rng) -> State``,
@@ -181,32 +182,8 @@ class PushT(mjx_env.MjxEnv):
     """
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
-        super().__init__(config or default_config(), config_overrides)
-        self._mj_model = mujoco.MjModel.from_xml_string(_XML)
-        self._mj_model.opt.timestep = self._config.sim_dt
-        self._mjx_model = mjx.put_model(self._mj_model, impl="jax")
+        super().__init__(_XML, "push_t", 2, config or default_config(), config_overrides)
         self._goal = jnp.array(GOAL_POSE, jnp.float32)
-
-    @property
-    def xml_path(self) -> str:
-        return "<generated:push_t>"
-
-    @property
-    def action_size(self) -> int:
-        return 2
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
-
-    @property
-    def episode_length(self) -> int:
-        """Default time limit in control steps, used by :class:`envs.wrappers.VecEnv`."""
-        return int(self._config.episode_length)
 
     def _obs(self, data: mjx.Data) -> jax.Array:
         return observation(data.qpos, data.qvel, self._goal)
