@@ -38,20 +38,57 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
       has one of the two set), ``success`` (bool) and ``mode`` (int32, the
       expert's planned side).
     """
+    return collect_episodes(task, _ExpertPolicy(registry.expert(task)), num_episodes, seed,
+                            episode_length=episode_length, batch_size=batch_size, progress=progress)
+
+
+class _ExpertPolicy:
+    """A scripted expert (``init``/``act(plan, obs, key)``) in :func:`collect_episodes`'s interface."""
+
+    def __init__(self, expert):
+        self.expert, self.name = expert, type(expert).__name__
+
+    def init(self, key: jax.Array) -> dict:
+        return self.expert.init(key)
+
+    def act(self, params, plan: dict, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+        del params
+        return self.expert.act(plan, obs, key)
+
+
+def collect_episodes(task: str, policy, num_episodes: int, seed: int, params=None,
+                     episode_length: int | None = None, batch_size: int | None = None,
+                     progress: bool = False) -> list[dict]:
+    """Runs ``policy`` on ``task`` for ``num_episodes`` episodes, one per env, in compiled batches.
+
+    Args:
+      task: ``envs.make`` name.
+      policy: object with ``name`` (str, identifies the compiled rollout),
+        ``init(key) -> plan`` (a dict holding int32 ``mode``; -1 if unknown) and
+        ``act(params, plan, obs [O], key) -> (action [A], plan)`` for one env
+        (vmapped here).
+      num_episodes, seed, episode_length, batch_size, progress: as in
+        :func:`collect_expert_episodes`.
+      params: pytree passed to ``policy.act`` unbatched (e.g. a trained agent);
+        an argument of the compiled rollout, so new params do not recompile.
+
+    Returns:
+      episode dicts as :func:`collect_expert_episodes`.
+
+    Raises:
+      ValueError: ``num_episodes < 1``.
+    """
     if num_episodes < 1:
         raise ValueError(f"data.num_episodes must be >= 1, got {num_episodes}")
-    env = registry.make(task)
-    expert = registry.expert(task)
-    episode_length = episode_length or env.episode_length
+    episode_length = episode_length or registry.make(task).episode_length
     batch_size = min(batch_size or registry.demo_batch_size(task), num_episodes)
     episodes: list[dict] = []
     key = jax.random.PRNGKey(seed)
-    bar = tqdm.tqdm(total=num_episodes, desc=f"{task} expert episodes", unit="ep", disable=not progress)
+    bar = tqdm.tqdm(total=num_episodes, desc=f"{task} {policy.name} episodes", unit="ep", disable=not progress)
     for start in range(0, num_episodes, batch_size):
         n = min(batch_size, num_episodes - start)
         key, k = jax.random.split(key)
-        batch = _rollout(env, expert, n, episode_length, k)
-        batch = jax.tree.map(np.asarray, batch)
+        batch = jax.tree.map(np.asarray, _rollout(task, policy, n, episode_length)(params, k))
         for i in range(n):
             length = int(batch["length"][i])
             ep = {f: batch[f][i, :length] for f in
@@ -63,18 +100,19 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
     return episodes
 
 
-def _make_rollout(env, expert, n, episode_length):
+def _make_rollout(env, policy, n, episode_length):
     vec = VecEnv(env, n, episode_length)
+    act = jax.vmap(policy.act, in_axes=(None, 0, 0, 0))
 
     @jax.jit
-    def run(key):
+    def run(params, key):
         k_reset, k_plan, k_loop = jax.random.split(key, 3)
         state = vec.reset(k_reset)
-        plan = jax.vmap(expert.init)(jax.random.split(k_plan, n))
+        plan = jax.vmap(policy.init)(jax.random.split(k_plan, n))
 
         def body(carry, k):
             state, plan = carry
-            action, plan = jax.vmap(expert.act)(plan, state.obs, jax.random.split(k, n))
+            action, plan = act(params, plan, state.obs, jax.random.split(k, n))
             active = state.done == 0
             nxt = select(active, vec.step(state, action), state)  # ended episodes stay frozen
             step = {"obs": state.obs, "action": action, "reward": nxt.reward, "next_obs": nxt.obs,
@@ -89,14 +127,14 @@ def _make_rollout(env, expert, n, episode_length):
     return run
 
 
-_CACHE: dict = {}  # compiled rollouts, keyed by task, expert, batch and episode length
+_CACHE: dict = {}  # compiled rollouts, keyed by task, policy, batch and episode length
 
 
-def _rollout(env, expert, n: int, episode_length: int, key: jax.Array) -> dict:
-    cache_key = (type(env).__name__, type(expert).__name__, n, episode_length)
+def _rollout(task: str, policy, n: int, episode_length: int):
+    cache_key = (task, policy.name, n, episode_length)
     if cache_key not in _CACHE:
-        _CACHE[cache_key] = _make_rollout(env, expert, n, episode_length)
-    return _CACHE[cache_key](key)
+        _CACHE[cache_key] = _make_rollout(registry.make(task), policy, n, episode_length)
+    return _CACHE[cache_key]
 
 
 def episode_stats(episodes: list[dict]) -> dict:

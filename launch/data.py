@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from envs import registry
+from envs import demos, registry
 from envs.demos import expert_dataset
+
+
+def dataset_name(task: str, num_episodes: int, seed: int) -> str:
+    """The folder name under ``data_dir`` that :func:`task_dataset` reads and writes."""
+    if registry.is_playground(task):
+        from launch.policy_demos import dataset_name as ppo_name
+        return ppo_name(task, num_episodes, seed)
+    return demos.dataset_name(task, num_episodes, seed)
 
 
 def task_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print) -> tuple[dict, dict]:

@@ -8,7 +8,8 @@
   policy is trained here first, then rolled out for medium-quality
   demonstrations (:func:`launch.policy_demos.ppo_dataset`).
 
-The dataset lands in ``<data_dir>/<task>_n<num_episodes>_s<seed>/`` (the name
+The dataset lands in ``<data_dir>/<task>_n<num_episodes>_s<seed>/`` (with
+``:`` -> ``_`` and ``_ppo`` before ``_n`` for Playground tasks; the name
 ``launch/train.py`` looks for, so a training run with the same
 ``data.num_episodes`` and ``data.seed`` finds it; ``train.py`` also builds a
 missing dataset itself). An existing, intact dataset is loaded, not rebuilt;
@@ -38,8 +39,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from envs.demos import dataset_name
-    from launch.data import task_dataset
+    from launch.data import dataset_name, task_dataset
 
     name = dataset_name(_TASK.value, _NUM.value, _SEED.value)
     path = os.path.join(_DATA_DIR.value, name)

@@ -29,8 +29,7 @@ import numpy as np
 import envs
 from configs import ppo as ppo_configs
 from envs import dataset as dataset_lib
-from envs.demos import episode_stats
-from envs.wrappers import VecEnv, select
+from envs.demos import collect_episodes, episode_stats
 from launch import ppo as ppo_loop
 
 # task -> configs/ppo.py preset (its env_steps is the fixed "medium" budget); others use the default
@@ -49,6 +48,19 @@ def dataset_name(task: str, num_episodes: int, seed: int) -> str:
     return f"{task.replace(':', '_')}_ppo_n{num_episodes}_s{seed}"
 
 
+class _AgentPolicy:
+    """The stochastic PPO policy in :func:`envs.demos.collect_episodes`'s interface (the agent is its ``params``)."""
+
+    name = "ppo"
+
+    def init(self, key: jax.Array) -> dict:
+        del key
+        return {"mode": jnp.int32(-1)}
+
+    def act(self, agent, plan: dict, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+        return agent.act(obs[None], key)[0][0], plan
+
+
 def collect_policy_episodes(agent, task: str, num_episodes: int, seed: int, episode_length: int | None = None,
                             batch_size: int = 256) -> list[dict]:
     """Rolls out ``num_episodes`` episodes of the stochastic PPO policy ``agent`` on ``task``.
@@ -57,51 +69,14 @@ def collect_policy_episodes(agent, task: str, num_episodes: int, seed: int, epis
       episode dicts as :func:`envs.demos.collect_expert_episodes` does:
       ``obs [T, O]``, ``action [T, A]`` (the env action, in ``[-1, 1]``),
       ``reward [T]``, ``next_obs [T, O]``, ``terminated [T]``,
-      ``truncated [T]``, ``success`` (False: no success criterion) and
-      ``mode`` (-1: unknown).
+      ``truncated [T]``, ``success`` (False where the task has no success
+      criterion) and ``mode`` (-1: unknown).
+
+    Raises:
+      ValueError: ``num_episodes < 1``.
     """
-    if num_episodes < 1:
-        raise ValueError(f"data.num_episodes must be >= 1, got {num_episodes}")
-    env = envs.make(task)
-    episode_length = episode_length or env.episode_length
-    episodes: list[dict] = []
-    key = jax.random.PRNGKey(seed)
-    runs: dict = {}
-    for start in range(0, num_episodes, batch_size):
-        n = min(batch_size, num_episodes - start)
-        if n not in runs:
-            runs[n] = _make_rollout(env, n, episode_length)
-        key, k = jax.random.split(key)
-        batch = jax.tree.map(np.asarray, runs[n](agent, k))
-        for i in range(n):
-            length = int(batch["length"][i])
-            ep = {f: batch[f][i, :length] for f in
-                  ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
-            ep.update(success=bool(batch["success"][i]), mode=np.int32(-1))
-            episodes.append(ep)
-    return episodes
-
-
-def _make_rollout(task, n: int, episode_length: int):
-    vec = VecEnv(task, n, episode_length)
-
-    @jax.jit
-    def run(agent, key):
-        k_reset, k_loop = jax.random.split(key)
-
-        def body(state, k):
-            action, _ = agent.act(state.obs, k)
-            active = state.done == 0
-            nxt = select(active, vec.step(state, action), state)  # ended episodes stay frozen
-            step = {"obs": state.obs, "action": action, "reward": nxt.reward, "next_obs": nxt.obs,
-                    "terminated": nxt.info["terminated"], "truncated": nxt.info["truncated"]}
-            return nxt, step
-
-        state, steps = jax.lax.scan(body, vec.reset(k_reset), jax.random.split(k_loop, episode_length))
-        steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
-        return {**steps, "length": state.info["steps"], "success": state.info["success"]}
-
-    return run
+    return collect_episodes(task, _AgentPolicy(), num_episodes, seed, params=agent,
+                            episode_length=episode_length, batch_size=batch_size)
 
 
 def return_stats(episodes: list[dict]) -> dict:
