@@ -101,6 +101,10 @@ class QCAgent(flax.struct.PyTreeNode):
                              target_params=target)
         return agent, {**info, "bc_loss": bc_loss}
 
+    def chunk_value(self, obs: jax.Array, chunk: jax.Array) -> jax.Array:
+        """The critic's aggregated value of executing ``chunk [B, H, A]`` (its first h steps) at ``obs [B, O]``: ``[B]``."""
+        return self._q(self.critic.params, obs, chunk[:, :self.config.action_steps])
+
     @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
         """Best-of-N chunks: ``obs [B, O] -> [B, H, A]`` in ``[-1, 1]`` (N = ``num_samples``)."""

@@ -1,6 +1,6 @@
 """Main job: BC pretraining of a chunked flow policy, then Q-chunking (best-of-N) online.
 
-Run (CPU, about 10 minutes on 2 cores)::
+Run (CPU, about 4 minutes on 2 cores, compilation included)::
 
     python launch/train.py --config=configs/qc.py
 
@@ -8,8 +8,9 @@ Presets after the colon, comma-separated, applied left to right: a task
 preset (``TASKS`` below: the task, its time limit and a data/online budget)
 and/or a size preset:
 
-* (none)   CPU-sized default on ``point_obstacle`` (see README for the figures
-           it reaches);
+* (none)   CPU-sized default on ``point_obstacle`` with 200 demonstrations, so
+           that BC, offline QC and online QC are clearly apart (README:
+           "The default main job" has the 5-seed figures and why);
 * ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
 * ``paper``  Q-chunking paper sizes (4x512 critic, N=32 in acting and target,
            batch 256, UTD 1): for a GPU.
@@ -34,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<time>
     c.data_dir = "data"                 # where datasets are cached (built on first use)
     c.pretrained = ""                   # a run folder whose BC checkpoint replaces pretraining
+    c.compilation_cache = True          # keep compiled XLA code in <data_dir>/jax_cache (a second run skips most compiling)
     c.env = ml_collections.ConfigDict()
     c.env.name = "point_obstacle"       # registered task (envs.names())
     c.env.num_envs = 64                 # parallel envs during online fine-tuning
@@ -41,22 +43,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.env.num_eval_episodes = 256       # episodes per evaluation (vectorized, one each)
     c.env.num_video_episodes = 2        # rendered evaluation episodes saved at the end (0: none)
     c.data = ml_collections.ConfigDict()
-    c.data.num_episodes = 1000          # scripted-expert demonstrations
+    c.data.num_episodes = 200           # scripted-expert demonstrations (few: BC stays well below the expert)
     c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
     c.pretrain = ml_collections.ConfigDict()
-    c.pretrain.steps = 20_000           # BC gradient steps on the demonstrations
+    c.pretrain.steps = 4_000            # BC gradient steps on the demonstrations
     c.pretrain.log_every = 2_000        # BC steps between progress lines
     c.offline = ml_collections.ConfigDict()
-    c.offline.steps = 2_000             # agent updates on demonstrations only, before going online
-    c.offline.log_every = 1_000         # offline updates between progress lines
+    c.offline.steps = 1_000             # agent updates on demonstrations only, before going online
+    c.offline.log_every = 500           # offline updates between progress lines
     c.online = ml_collections.ConfigDict()
-    c.online.env_steps = 128_000        # env steps of fine-tuning (all envs together)
-    c.online.utd_ratio = 0.25           # gradient updates per collected chunk transition
+    c.online.env_steps = 40_000         # env steps of fine-tuning (all envs together)
+    c.online.utd_ratio = 0.125          # gradient updates per collected chunk transition
     c.online.offline_ratio = 0.5        # share of each batch drawn from the demonstrations
     c.online.buffer_capacity = 320_000  # online replay capacity in env steps
     c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
-    c.online.eval_every = 100           # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
+    c.online.eval_every = 25            # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
     c.agent = qc.get_config()
+    c.agent.q_agg = "min"               # pessimistic ensemble (measured in README: the mean over-estimates on little data)
 
     presets = [p for p in (arg or "").split(",") if p and p != "default"]
     for preset in presets:
@@ -116,18 +119,32 @@ def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
         node[leaf] = value
 
 
-SIZES = {"smoke": _smoke, "paper": _paper}
+def _learning_test(c: ml_collections.ConfigDict) -> None:
+    """The default recipe on a smaller budget, for tests/test_learning.py (about 2 minutes)."""
+    c.env.num_eval_episodes = 128
+    c.env.num_video_episodes = 0
+    c.offline.steps = 500
+    c.online.env_steps = 24_000
+    c.online.eval_every = 0
+    c.compilation_cache = False
+
+
+SIZES = {"smoke": _smoke, "paper": _paper, "learning_test": _learning_test}
+
+# The budget the other task presets keep (the first default's: more data, BC and offline updates).
+_LONG = {"pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000, "online.utd_ratio": 0.25,
+         "online.eval_every": 100, "online.env_steps": 128_000}
 
 # Task presets: the task, its time limit and a data/online budget sized for the 2-core CPU.
 TASKS = {
     "point_obstacle": {"env.name": "point_obstacle", "env.episode_length": 100},
-    "point_maze": {"env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
+    "point_maze": {**_LONG, "env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
                    "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
-    "push_t": {"env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},
-    "pick_place": {"env.name": "pick_place", "env.episode_length": 150, "data.num_episodes": 1000},
-    "pick_place_two": {"env.name": "pick_place_two", "env.episode_length": 300, "data.num_episodes": 1000},
+    "push_t": {**_LONG, "env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},
+    "pick_place": {**_LONG, "env.name": "pick_place", "env.episode_length": 150, "data.num_episodes": 1000},
+    "pick_place_two": {**_LONG, "env.name": "pick_place_two", "env.episode_length": 300, "data.num_episodes": 1000},
     # MuJoCo Playground locomotion through the adapter; demonstrations from a "medium" PPO policy
     # trained here on first use (launch/policy_demos.py, about 5 minutes on the CPU); no success signal.
-    "cheetah_run": {"env.name": "playground:CheetahRun", "env.episode_length": 1000, "data.num_episodes": 256,
+    "cheetah_run": {**_LONG, "env.name": "playground:CheetahRun", "env.episode_length": 1000, "data.num_episodes": 256,
                     "online.env_steps": 256_000, "online.buffer_capacity": 1_024_000},
 }

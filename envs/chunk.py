@@ -74,7 +74,7 @@ def execute_chunk(env: VecEnv, state, chunk: jax.Array, action_steps: int,
 
 
 def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.Array],
-                     key: jax.Array, action_steps: int) -> dict:
+                     key: jax.Array, action_steps: int, discount: float = 1.0) -> dict:
     """Runs exactly one episode in each of the N envs with a chunked policy.
 
     Args:
@@ -82,22 +82,32 @@ def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.A
       policy: ``policy(obs [N, O], key) -> chunk [N, H, A]`` (jittable).
       key: PRNG key.
       action_steps: actions executed per chunk (receding horizon).
+      discount: per-step gamma of ``discounted_return``.
 
     Returns:
       dict of ``[N]`` arrays: ``success`` (bool), ``return`` (float32),
-      ``length`` (int32 control steps), and ``obs`` ``[T+1, N, O]`` with the
-      observation before each chunk (for plots; ``T`` chunks).
+      ``discounted_return`` (``sum_t gamma^t r_t`` from the first step, the
+      Monte-Carlo value of the start state under the policy), ``length``
+      (int32 control steps); ``obs`` ``[T+1, N, O]`` with the observation
+      before each chunk (for plots; ``T`` chunks) and ``first_chunk``
+      ``[N, H, A]``, the chunk chosen at the start state (env units).
     """
     num_chunks = -(-env.episode_length // action_steps)
     k_reset, k_loop = jax.random.split(key)
     state = env.reset(k_reset)
+    powers = discount ** jnp.arange(action_steps, dtype=jnp.float32)
 
-    def body(state, k):
+    def body(carry, k):
+        state, disc_return, scale = carry
         chunk = policy(state.obs, k)
-        new, _ = execute_chunk(env, state, chunk, action_steps)  # ended envs stay frozen
-        return new, state.obs
+        new, steps = execute_chunk(env, state, chunk, action_steps)  # ended envs stay frozen
+        disc_return = disc_return + scale * (steps["reward"] * powers).sum(axis=1)
+        return (new, disc_return, scale * discount**action_steps), (state.obs, chunk)
 
-    state, obs_seq = jax.lax.scan(body, state, jax.random.split(k_loop, num_chunks))
+    zeros = jnp.zeros(env.num_envs, jnp.float32)
+    (state, disc_return, _), (obs_seq, chunks) = jax.lax.scan(
+        body, (state, zeros, jnp.ones((), jnp.float32)), jax.random.split(k_loop, num_chunks))
     obs_seq = jnp.concatenate([obs_seq, state.obs[None]], axis=0)
     return {"success": state.info["success"], "return": state.info["episode_return"],
-            "length": state.info["steps"], "obs": obs_seq}
+            "discounted_return": disc_return, "length": state.info["steps"], "obs": obs_seq,
+            "first_chunk": chunks[0]}

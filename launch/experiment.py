@@ -51,9 +51,30 @@ def _committed(tree):
     return jax.device_put(tree, jax.devices()[0])
 
 
-def _compiles(fn) -> int:
-    """How many times a jitted function was compiled (``-1`` if JAX does not say)."""
-    return int(getattr(fn, "_cache_size", lambda: -1)())
+def _compile(name: str, jitted, args: tuple, summary: dict, log):
+    """Compiles ``jitted`` for ``args`` ahead of time; records trace + compile seconds in ``summary``.
+
+    Returns the compiled function: calling it with arrays of other shapes or
+    dtypes raises instead of compiling again, so each loop compiles exactly
+    once per run (DESIGN.md, "one compile"). XLA's persistent cache (see
+    :func:`enable_compilation_cache`) makes a second run skip most of the work.
+    """
+    t0 = time.time()
+    lowered = jitted.lower(*args)
+    t1 = time.time()
+    compiled = lowered.compile()
+    t2 = time.time()
+    summary.setdefault("compile_s", {})[name] = {"trace": round(t1 - t0, 2), "compile": round(t2 - t1, 2)}
+    summary["compiles"][name] = summary["compiles"].get(name, 0) + 1
+    log(f"  compiled {name}: trace {t1 - t0:.1f} s + XLA {t2 - t1:.1f} s")
+    return compiled
+
+
+def enable_compilation_cache(directory: str) -> None:
+    """Keeps XLA executables in ``directory`` so that a second run with the same shapes skips compilation."""
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _check_finite(phase: str, step: int, metrics: dict) -> None:
@@ -79,14 +100,27 @@ def _actor_meta(config, obs_size: int, action_size: int) -> dict:
 
 
 def evaluate(eval_fn, agent, key, log) -> dict:
-    """Runs the compiled evaluation; returns success rate, its standard error, mean return/length."""
+    """Runs the compiled evaluation; returns success rate, its standard error, mean return/length.
+
+    For an agent with a critic it also returns ``q_start`` (the critic's mean
+    value of the chunks chosen at the start states), ``mc_return`` (the mean
+    discounted return actually obtained from those states) and their
+    difference ``q_bias`` (over-estimation when positive).
+    """
     out = jax.tree.map(np.asarray, eval_fn(agent, key))
     n = len(out["success"])
     rate = float(out["success"].mean())
     result = {"success": rate, "success_stderr": math.sqrt(rate * (1 - rate) / n),
-              "return": float(out["return"].mean()), "length": float(out["length"].mean()), "episodes": n}
-    log(f"  eval over {n} episodes: success {rate:.3f} +- {result['success_stderr']:.3f}, "
-        f"mean return {result['return']:.1f}, mean length {result['length']:.1f}")
+              "return": float(out["return"].mean()), "length": float(out["length"].mean()), "episodes": n,
+              "mc_return": float(out["discounted_return"].mean())}
+    line = (f"  eval over {n} episodes: success {rate:.3f} +- {result['success_stderr']:.3f}, "
+            f"mean return {result['return']:.1f}, mean length {result['length']:.1f}")
+    if "q_start" in out:
+        result["q_start"] = float(out["q_start"].mean())
+        result["q_bias"] = result["q_start"] - result["mc_return"]
+        line += (f", Q(s0, a0) {result['q_start']:.3f} vs discounted return {result['mc_return']:.3f} "
+                 f"(bias {result['q_bias']:+.3f})")
+    log(line)
     return result
 
 
@@ -102,6 +136,8 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     t_start = time.time()
     task = envs.make(config.env.name)
     validate_config(config, task)
+    if config.get("compilation_cache", False):
+        enable_compilation_cache(os.path.join(config.data_dir, "jax_cache"))
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     agent_cfg = config.agent
     AgentClass = agent_class(config.agent_name)
@@ -148,10 +184,11 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
 
     # 3. Evaluate BC.
     t0 = time.time()
-    eval_bc = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
+                                                      agent_cfg.discount), (bc_agent, k_eval_bc), summary, log)
     summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
     summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
-    logger.log("eval", 0, {"success": summary["bc"]["success"]})
+    _record_eval("bc", 0, summary["bc"], logger, summary, run_dir)
 
     if config.agent_name == "bc":
         _videos(config, task, normalizer, bc_agent, run_dir, "bc", summary, log)
@@ -159,13 +196,14 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
 
     # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
     agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor))
-    eval_ft = loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps)
+    eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
+                                                   agent_cfg.discount), (agent, k_eval_ft), summary, log)
     if config.offline.steps > 0:
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
         agent = _update_phase("offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
                               config, logger, log, summary, ("critic_loss", "q_mean", "bc_loss"))
         summary["offline_rl"] = evaluate(eval_ft, agent, k_eval_off, log)
-        logger.log("eval", 0, {"success_offline_rl": summary["offline_rl"]["success"]})
+        _record_eval("offline_rl", 0, summary["offline_rl"], logger, summary, run_dir)
     agent = _online(config, agent, task, normalizer, offline, k_env, k_online, eval_ft, logger, ckpt, meta,
                     log, summary)
 
@@ -173,10 +211,24 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     t0 = time.time()
     summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
     summary["timings_s"]["eval_finetuned"] = time.time() - t0
-    summary["compiles"]["eval_finetuned"] = _compiles(eval_ft)
-    logger.log("eval", summary["online"]["env_steps"], {"success": summary["finetuned"]["success"]})
+    _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
     _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
     return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+
+_STAGE_CODE = {"bc": 0, "offline_rl": 1, "online": 2, "finetuned": 3}  # metrics.csv holds numbers only
+
+
+def _record_eval(stage: str, env_steps: int, result: dict, logger, summary: dict, run_dir: str) -> None:
+    """Logs one evaluation (metrics.csv row with phase 'eval') and redraws ``learning_curve.png``."""
+    from launch.plots import learning_curve
+
+    row = {"stage": _STAGE_CODE[stage], **{k: v for k, v in result.items() if k != "episodes"}}
+    logger.log("eval", env_steps, row)
+    summary.setdefault("evals", []).append({"stage": stage, "env_steps": int(env_steps), **result})
+    learning_curve(summary["evals"], os.path.join(run_dir, "learning_curve.png"),
+                   title=f"{summary['agent']} on {summary['env']}, seed {summary['seed']}",
+                   expert=summary["dataset"].get("success_rate"))
 
 
 def _videos(config, task, normalizer, agent, run_dir, tag, summary, log) -> None:
@@ -200,30 +252,27 @@ def _update_phase(phase, agent, buffer, key, steps, log_every, config, logger, l
     """``steps`` agent updates on ``buffer`` (no env interaction), compiled in calls of ``log_every``.
 
     Logs the averaged metrics and the update rate after every call; records the
-    phase's time, first-call (compile) time and compile count in ``summary``.
+    phase's time (compilation apart, see :func:`_compile`) in ``summary``.
     """
     if steps <= 0:
         return agent
-    every = max(1, min(log_every, steps))
+    every = math.gcd(steps, max(1, min(log_every, steps)))  # calls of equal length that add up to ``steps``
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
                                     config.agent.discount, every)
     agent = _committed(agent)
-    t0, done, t_first = time.time(), 0, None
+    fn = _compile(phase, fn, (agent, buffer, key), summary, log)
+    t0, done = time.time(), 0
     while done < steps:
         key, k = jax.random.split(key)
         agent, info = fn(agent, buffer, k)
         info = jax.tree.map(float, info)
-        if t_first is None:
-            t_first = time.time() - t0
         done += every
         _check_finite(phase, done, info)
-        if done > every:  # the first call includes compilation
-            info["updates_per_s"] = (done - every) / max(time.time() - t0 - t_first, 1e-9)
+        info["updates_per_s"] = done / max(time.time() - t0, 1e-9)
         logger.log(phase, done, info)
         log(format_line(phase, done, info, (*keys, "updates_per_s")))
     summary["timings_s"][phase] = time.time() - t0
-    summary["timings_s"][f"{phase}_first_call_incl_compile"] = t_first
-    summary["compiles"][phase] = _compiles(fn)
+    summary[f"{phase}_updates_per_s"] = done / max(time.time() - t0, 1e-9)
     return agent
 
 
@@ -247,10 +296,10 @@ def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logge
                                       updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
                                       num_iters=log_every)
     env_state = _committed(env.reset(k_env))
+    fn = _compile("online", fn, (agent, env_state, online, offline, key), summary, log)
     key, k_eval = jax.random.split(key)
     iters, env_steps, episodes, successes = 0, 0, 0.0, 0.0
-    t_loop = t_first = steady_time = 0.0
-    steady_steps = 0
+    t_loop = 0.0
     while iters < total_iters:
         key, k = jax.random.split(key)
         t_call = time.time()
@@ -258,10 +307,6 @@ def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logge
         m = jax.tree.map(float, m)
         dt = time.time() - t_call
         t_loop += dt
-        if iters == 0:
-            t_first = dt  # includes compilation
-        else:
-            steady_time, steady_steps = steady_time + dt, steady_steps + int(m["env_steps"])
         iters += log_every
         env_steps += int(m["env_steps"])
         _check_finite("online", env_steps, m)
@@ -276,19 +321,17 @@ def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logge
         if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
             k_eval, k = jax.random.split(k_eval)
             result = evaluate(eval_fn, agent, k, log)
-            logger.log("eval", env_steps, {"success": result["success"]})
+            _record_eval("online", env_steps, result, logger, summary, summary["run_dir"])
             ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
     ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
     summary["online"] = {
         "env_steps": env_steps, "iterations": iters, "updates": iters * updates_per_iter,
         "updates_per_iteration": updates_per_iter, "train_episodes": episodes,
         "train_success": successes / max(episodes, 1.0),
-        "first_call_s_incl_compile": t_first,
-        "env_steps_per_s_steady": steady_steps / steady_time if steady_time else float("nan"),
-        "updates_per_s_steady": (iters - log_every) * updates_per_iter / steady_time if steady_time else float("nan"),
+        "env_steps_per_s": env_steps / max(t_loop, 1e-9),
+        "updates_per_s": iters * updates_per_iter / max(t_loop, 1e-9),
     }
     summary["timings_s"]["online_loop"] = t_loop
-    summary["compiles"]["online"] = _compiles(fn)
     return agent
 
 
@@ -311,7 +354,7 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
     if "finetuned" in summary:
         lines += [f"  success after fine-tuning: {rate('finetuned')}",
                   f"  online env steps:          {summary['online']['env_steps']} "
-                  f"({summary['online']['env_steps_per_s_steady']:.0f}/s with updates, after compile)"]
+                  f"({summary['online']['env_steps_per_s']:.0f}/s with updates, compilation apart)"]
     lines += [f"  wall time:                 {summary['wall_time_s']:.0f} s",
               f"  run folder:                {run_dir}", "=" * 60]
     log("\n".join(lines))

@@ -92,14 +92,27 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     return jax.jit(fn, donate_argnums=(0, 2))
 
 
-def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int) -> Callable:
-    """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` success/return/length, one episode per env."""
+def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0) -> Callable:
+    """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` arrays, one episode per env.
+
+    Fields: ``success``, ``return``, ``length``, ``discounted_return`` (the
+    Monte-Carlo value of the start state, ``sum_t gamma^t r_t``) and, for an
+    agent with a critic (a ``chunk_value(obs [B, O], chunk [B, H, A]) -> [B]``
+    method on normalised inputs), ``q_start``: the critic's value of the chunk
+    it chose at the start state. ``q_start - discounted_return`` averaged over
+    episodes is the critic's bias on the states and chunks the policy visits
+    (over-estimation when positive).
+    """
 
     def fn(agent, key):
         def policy(obs, k):
             return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
 
-        out = rollout_episodes(env, policy, key, action_steps)
-        return {k: out[k] for k in ("success", "return", "length")}
+        out = rollout_episodes(env, policy, key, action_steps, discount)
+        result = {k: out[k] for k in ("success", "return", "length", "discounted_return")}
+        if hasattr(agent, "chunk_value"):
+            result["q_start"] = agent.chunk_value(normalizer.obs(out["obs"][0]),
+                                                  normalizer.action(out["first_chunk"]))
+        return result
 
     return jax.jit(fn)

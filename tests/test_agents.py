@@ -147,3 +147,37 @@ def test_qc_create_rejects_bad_config(field, value):
     c[field] = value
     with pytest.raises(ValueError, match=f"agent.{field}"):
         qc.QCAgent.create(0, OBS, ACT, c)
+
+
+def test_qc_td_target_uses_the_polyak_target_critic(batch):
+    """The TD target is ``r + gamma^h (1 - term) max_i Q_target(s', a'_i)``, with the *target* critic.
+
+    The target critic gets other weights than the online one, so a target
+    computed with the online critic (a classic bug) gives other numbers.
+    """
+    agent = qc.QCAgent.create(0, OBS, ACT, _config(qc))
+    other = qc.QCAgent.create(5, OBS, ACT, _config(qc))  # same structure, other weights
+    agent = agent.replace(target_params=other.critic.params)
+    key = jax.random.PRNGKey(11)
+    _, info = agent.critic_loss(agent.critic.params, batch, key)
+    # by hand: the same candidates (same key), scored and selected by the target critic's ensemble mean
+    n = agent.config.target_num_samples
+    cands = agent.actor.sample(batch["next_obs"], key, n)
+    q_t = agent.critic.apply_fn(agent.target_params, jnp.repeat(batch["next_obs"], n, 0),
+                                cands.reshape(-1, H, ACT)).mean(0).reshape(-1, n)
+    expected = batch["reward_sum"] + batch["discount"] * q_t.max(axis=1)
+    np.testing.assert_allclose(float(info["target_mean"]), float(expected.mean()), rtol=1e-5)
+    q_online = agent.critic.apply_fn(agent.critic.params, jnp.repeat(batch["next_obs"], n, 0),
+                                     cands.reshape(-1, H, ACT)).mean(0).reshape(-1, n)
+    wrong = batch["reward_sum"] + batch["discount"] * q_online.max(axis=1)
+    assert abs(float(wrong.mean()) - float(expected.mean())) > 1e-3  # the test can tell them apart
+
+
+def test_qc_update_moves_the_target_by_polyak_averaging(batch):
+    agent = qc.QCAgent.create(0, OBS, ACT, _config(qc))
+    agent = agent.replace(target_params=qc.QCAgent.create(5, OBS, ACT, _config(qc)).critic.params)
+    new, _ = agent.update(batch)
+    tau = agent.config.tau
+    for old_t, p, t in zip(jax.tree.leaves(agent.target_params), jax.tree.leaves(new.critic.params),
+                           jax.tree.leaves(new.target_params)):
+        np.testing.assert_allclose(t, (1 - tau) * old_t + tau * p, rtol=1e-5, atol=1e-6)

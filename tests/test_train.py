@@ -42,7 +42,18 @@ def test_smoke_run_writes_a_complete_run_folder(smoke_run):
         assert 0.0 <= summary[phase]["success"] <= 1.0 and summary[phase]["episodes"] == 16
     assert summary["online"]["env_steps"] > 0 and summary["wall_time_s"] > 0
     # one compile per loop for the whole run (DESIGN.md invariant), evaluation included
-    assert summary["compiles"] == {"pretrain": 1, "offline": 1, "online": 1, "eval_finetuned": 1}
+    assert summary["compiles"] == {"pretrain": 1, "eval_bc": 1, "eval": 1, "offline": 1, "online": 1}
+    assert set(summary["compile_s"]) == set(summary["compiles"])
+    # the learning curve: BC, offline RL, the mid-run evaluation and the end, in run order
+    assert [e["stage"] for e in summary["evals"]] == ["bc", "offline_rl", "online", "finetuned"]
+    assert [e["env_steps"] for e in summary["evals"]][:2] == [0, 0]
+    assert summary["evals"][-1]["env_steps"] == summary["online"]["env_steps"]
+    with open(os.path.join(run_dir, "learning_curve.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # the critic's value at the start states next to the discounted return actually obtained
+    for stage in ("offline_rl", "finetuned"):
+        s = summary[stage]
+        assert 0.0 <= s["mc_return"] <= 1.0 and abs(s["q_bias"] - (s["q_start"] - s["mc_return"])) < 1e-6
     assert 0.0 <= summary["offline_rl"]["success"] <= 1.0
     assert summary["dataset"]["num_episodes"] == 40 and "mode_split" in summary["dataset"]
     config = json.load(open(os.path.join(run_dir, "config.json")))

@@ -1,0 +1,153 @@
+"""QC best-of-N update and acting time at the paper's sizes, ours beside the published code.
+
+    python benchmarks/qc_reference_speed.py [--reference=/path/to/qc] [--iters=10]
+
+Sizes (issue 7, the Q-chunking paper's): obs 28, action 5, H = h = 5, batch
+256, actor and critic 4x512, N = 32 candidates for acting and for the TD
+target, 10 flow steps. Prints seconds per ``update`` and milliseconds per
+best-of-32 chunk at batch 1 (steady state, compilation apart).
+
+``--reference`` points at a checkout of the published Q-chunking code
+(github ColinQiyangLi/qc): its ``agents/acfql.py`` with ``actor_type='best-of-n'``
+is timed in a subprocess, on the same machine and in the same run, so the
+ratio is meaningful (hosts differ up to 2.5x in matmul speed). Its import of
+``distrax`` (used only by actors we do not build) is stubbed when the package
+is missing. Nothing of it is copied into this repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+_REFERENCE = flags.DEFINE_string("reference", "", "checkout of ColinQiyangLi/qc to time beside ours")
+_ITERS = flags.DEFINE_integer("iters", 10, "timed calls per measurement")
+
+OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS = 28, 5, 5, 256, 32, 512, 4, 10
+
+
+def _timeit(fn, iters: int) -> tuple[float, float]:
+    """(first call seconds incl. compile, steady seconds per call)."""
+    import jax
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        out = fn()
+    jax.block_until_ready(out)
+    return first, (time.perf_counter() - t0) / iters
+
+
+def ours(iters: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from agents import qc
+
+    c = qc.get_config()
+    c.horizon = c.action_steps = H
+    c.batch_size, c.num_samples, c.target_num_samples, c.denoising_steps = BATCH, N, N, FLOW_STEPS
+    c.actor_hidden_dims = c.critic_hidden_dims = (WIDTH,) * DEPTH
+    agent = qc.QCAgent.create(0, OBS, ACT, c)
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    batch = {"obs": jax.random.normal(k[0], (BATCH, OBS)),
+             "actions": jax.random.uniform(k[1], (BATCH, H, ACT), minval=-1, maxval=1),
+             "reward_sum": jnp.zeros(BATCH), "discount": jnp.full(BATCH, 0.95),
+             "next_obs": jax.random.normal(k[2], (BATCH, OBS)), "valid": jnp.ones(BATCH),
+             "terminated": jnp.zeros(BATCH, bool)}
+    batch["critic_actions"] = batch["actions"]
+    state = {"agent": agent}
+
+    def update():
+        state["agent"], info = state["agent"].update(batch)
+        return info
+
+    obs1 = jax.random.normal(k[3], (1, OBS))
+    first_u, update_s = _timeit(update, iters)
+    first_a, act_s = _timeit(lambda: state["agent"].sample_actions(obs1, k[3]), iters * 20)
+    return {"update_s": update_s, "act_ms": 1e3 * act_s, "update_first_call_s": first_u,
+            "act_first_call_s": first_a}
+
+
+_REFERENCE_DRIVER = r"""
+import importlib.util, json, sys, time, types
+ref, iters = sys.argv[1], int(sys.argv[2])
+OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS = (int(x) for x in sys.argv[3:11])
+sys.path.insert(0, ref)
+try:
+    import distrax  # noqa: F401
+except ImportError:  # only the Gaussian actors need it; a stub lets utils.networks import
+    stub = types.ModuleType("distrax")
+    stub.Transformed = object
+    sys.modules["distrax"] = stub
+import jax, jax.numpy as jnp
+spec = importlib.util.spec_from_file_location("ref_acfql", f"{ref}/agents/acfql.py")
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+cfg = mod.get_config()
+cfg.actor_type, cfg.actor_num_samples, cfg.horizon_length, cfg.batch_size = "best-of-n", N, H, BATCH
+cfg.flow_steps = FLOW_STEPS
+cfg.actor_hidden_dims = cfg.value_hidden_dims = (WIDTH,) * DEPTH
+agent = mod.ACFQLAgent.create(0, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)), dict(cfg))
+k = jax.random.split(jax.random.PRNGKey(0), 4)
+batch = {"observations": jax.random.normal(k[0], (BATCH, OBS)),
+         "actions": jax.random.uniform(k[1], (BATCH, H, ACT), minval=-1, maxval=1),
+         "next_observations": jax.random.normal(k[2], (BATCH, H, OBS)),
+         "rewards": jnp.zeros((BATCH, H)), "masks": jnp.ones((BATCH, H)), "valid": jnp.ones((BATCH, H))}
+def timeit(fn, n):
+    t0 = time.perf_counter(); jax.block_until_ready(fn()); first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        out = fn()
+    jax.block_until_ready(out)
+    return first, (time.perf_counter() - t0) / n
+state = {"agent": agent}
+def update():
+    state["agent"], info = state["agent"].update(batch)
+    return info
+obs1 = jax.random.normal(k[3], (1, OBS))
+first_u, update_s = timeit(update, iters)
+first_a, act_s = timeit(lambda: state["agent"].sample_actions(obs1, rng=k[3]), iters * 20)
+print(json.dumps({"update_s": update_s, "act_ms": 1e3 * act_s, "update_first_call_s": first_u,
+                  "act_first_call_s": first_a}))
+"""
+
+
+def reference(path: str, iters: int) -> dict:
+    args = [str(x) for x in (OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS)]
+    proc = subprocess.run([sys.executable, "-c", _REFERENCE_DRIVER, path, str(iters), *args],
+                          capture_output=True, text=True, cwd=path)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(_):
+    import jax
+
+    print(f"QC best-of-N at the paper's sizes: obs {OBS}, A {ACT}, H = h = {H}, batch {BATCH}, "
+          f"{DEPTH}x{WIDTH} actor and critic, N = {N} (acting and target), {FLOW_STEPS} flow steps; "
+          f"jax {jax.__version__}, {os.cpu_count()} CPUs")
+    results = {"ours": ours(_ITERS.value)}
+    if _REFERENCE.value:
+        results["reference"] = reference(os.path.abspath(_REFERENCE.value), _ITERS.value)
+    for name, r in results.items():
+        print(f"  {name:9s} update {r['update_s']:.3f} s   best-of-{N} chunk at batch 1 {r['act_ms']:.2f} ms   "
+              f"(first calls incl. compile: {r['update_first_call_s']:.1f} s, {r['act_first_call_s']:.1f} s)")
+    if "reference" in results:
+        o, r = results["ours"], results["reference"]
+        print(f"  ours / reference: update {o['update_s'] / r['update_s']:.2f}x, "
+              f"acting {o['act_ms'] / r['act_ms']:.2f}x (below 1: ours is faster)")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    app.run(main)

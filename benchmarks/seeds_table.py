@@ -1,0 +1,57 @@
+"""Multi-seed table of a run's phases with 95% bootstrap confidence intervals.
+
+    python benchmarks/seeds_table.py runs/qc_point_obstacle_s0_* runs/qc_point_obstacle_s1_* ...
+
+Reads each run folder's ``summary.json`` and prints a Markdown table: success
+after BC, after offline RL and after online fine-tuning per seed, the online
+gain, the wall time, and the mean over seeds with a 95% percentile-bootstrap
+interval over seeds (10,000 resamples, fixed seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+PHASES = (("bc", "BC"), ("offline_rl", "offline QC"), ("finetuned", "online QC"))
+
+
+def bootstrap_ci(values, num_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` (1-D, at least one value)."""
+    values = np.asarray(values, np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(values), (num_resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def table(run_dirs: list[str]) -> str:
+    rows, cols = [], {k: [] for k, _ in PHASES}
+    gains, walls = [], []
+    for d in run_dirs:
+        s = json.load(open(os.path.join(d, "summary.json")))
+        vals = [s[k]["success"] for k, _ in PHASES]
+        for (k, _), v in zip(PHASES, vals):
+            cols[k].append(v)
+        gains.append(vals[2] - vals[1])
+        walls.append(s["wall_time_s"])
+        rows.append(f"| {s['seed']} | " + " | ".join(f"{v:.3f}" for v in vals)
+                    + f" | {gains[-1]:+.3f} | {s['wall_time_s']:.0f} s |")
+    head = "| seed | " + " | ".join(name for _, name in PHASES) + " | online - offline | wall (in run) |"
+    sep = "|" + "---|" * (len(PHASES) + 4)
+
+    def cell(v):
+        lo, hi = bootstrap_ci(v)
+        return f"**{np.mean(v):.3f}** [{lo:.3f}, {hi:.3f}]"
+
+    mean = (f"| mean [95% CI] | " + " | ".join(cell(cols[k]) for k, _ in PHASES)
+            + f" | {cell(gains)} | {np.mean(walls):.0f} s |")
+    return "\n".join([head, sep, *rows, mean])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python benchmarks/seeds_table.py RUN_DIR [RUN_DIR ...]")
+    print(table(sys.argv[1:]))
