@@ -28,6 +28,7 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg>=0.4",
         "pillow>=10",
+        "matplotlib>=3.8",
         "numpy>=1.26",
     ],
     extras_require={

@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
     c.actor_hidden_dims = (256, 256)   # denoiser MLP widths
     c.actor_layer_norm = False         # LayerNorm in the denoiser MLP
+    c.actor_activation = "mish"        # denoiser nonlinearity: 'mish' (Diffusion Policy) | 'gelu' | 'relu' | 'silu'
     c.actor_lr = 3e-4                  # AdamW learning rate
     c.actor_weight_decay = 0.0         # AdamW weight decay
     c.grad_clip = 1.0                  # global-norm gradient clip (0 disables)

@@ -38,7 +38,8 @@ class Actor(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, key: jax.Array, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> "Actor":
         """Initialises the denoiser from ``config`` (``actor_hidden_dims``, ``horizon``, ``actor_lr``, ...)."""
-        net = ChunkMLPDenoiser(hidden_dims=tuple(config.actor_hidden_dims), layer_norm=config.actor_layer_norm)
+        net = ChunkMLPDenoiser(hidden_dims=tuple(config.actor_hidden_dims), layer_norm=config.actor_layer_norm,
+                               activation=config.get("actor_activation", "mish"))
         params = net.init(key, jnp.zeros((1, config.horizon, action_dim)), jnp.zeros((1,)),
                           jnp.zeros((1, obs_dim)))
         tx = optax.adamw(config.actor_lr, weight_decay=config.actor_weight_decay)

@@ -29,6 +29,7 @@ from absl import app, flags  # noqa: E402
 
 _REFERENCE = flags.DEFINE_string("reference", "", "checkout of ColinQiyangLi/qc to time beside ours")
 _ITERS = flags.DEFINE_integer("iters", 10, "timed calls per measurement")
+_ACTIVATION = flags.DEFINE_string("actor_activation", "mish", "our denoiser's nonlinearity (the reference uses gelu)")
 
 OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS = 28, 5, 5, 256, 32, 512, 4, 10
 
@@ -57,6 +58,7 @@ def ours(iters: int) -> dict:
     c.horizon = c.action_steps = H
     c.batch_size, c.num_samples, c.target_num_samples, c.denoising_steps = BATCH, N, N, FLOW_STEPS
     c.actor_hidden_dims = c.critic_hidden_dims = (WIDTH,) * DEPTH
+    c.actor_activation = _ACTIVATION.value
     agent = qc.QCAgent.create(0, OBS, ACT, c)
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     batch = {"obs": jax.random.normal(k[0], (BATCH, OBS)),
@@ -96,7 +98,7 @@ cfg = mod.get_config()
 cfg.actor_type, cfg.actor_num_samples, cfg.horizon_length, cfg.batch_size = "best-of-n", N, H, BATCH
 cfg.flow_steps = FLOW_STEPS
 cfg.actor_hidden_dims = cfg.value_hidden_dims = (WIDTH,) * DEPTH
-agent = mod.ACFQLAgent.create(0, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)), dict(cfg))
+agent = mod.ACFQLAgent.create(0, jnp.zeros((OBS,)), jnp.zeros((ACT,)), dict(cfg))  # unbatched examples, as its main.py
 k = jax.random.split(jax.random.PRNGKey(0), 4)
 batch = {"observations": jax.random.normal(k[0], (BATCH, OBS)),
          "actions": jax.random.uniform(k[1], (BATCH, H, ACT), minval=-1, maxval=1),
@@ -136,6 +138,7 @@ def main(_):
     print(f"QC best-of-N at the paper's sizes: obs {OBS}, A {ACT}, H = h = {H}, batch {BATCH}, "
           f"{DEPTH}x{WIDTH} actor and critic, N = {N} (acting and target), {FLOW_STEPS} flow steps; "
           f"jax {jax.__version__}, {os.cpu_count()} CPUs")
+    print(f"our actor's nonlinearity: {_ACTIVATION.value}")
     results = {"ours": ours(_ITERS.value)}
     if _REFERENCE.value:
         results["reference"] = reference(os.path.abspath(_REFERENCE.value), _ITERS.value)

@@ -40,7 +40,7 @@ def table(run_dirs: list[str]) -> str:
         rows.append(f"| {s['seed']} | " + " | ".join(f"{v:.3f}" for v in vals)
                     + f" | {gains[-1]:+.3f} | {s['wall_time_s']:.0f} s |")
     head = "| seed | " + " | ".join(name for _, name in PHASES) + " | online - offline | wall (in run) |"
-    sep = "|" + "---|" * (len(PHASES) + 4)
+    sep = "|" + "---|" * (len(PHASES) + 3)
 
     def cell(v):
         lo, hi = bootstrap_ci(v)

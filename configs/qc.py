@@ -12,6 +12,8 @@ and/or a size preset:
            that BC, offline QC and online QC are clearly apart (README:
            "The default main job" has the 5-seed figures and why);
 * ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
+* ``learning_test``  the default recipe on a smaller online budget, for
+           ``tests/test_learning.py`` (about 2 minutes);
 * ``paper``  Q-chunking paper sizes (4x512 critic, N=32 in acting and target,
            batch 256, UTD 1): for a GPU.
 

@@ -93,7 +93,7 @@ def _run_dir(config) -> str:
 
 
 def _actor_meta(config, obs_size: int, action_size: int) -> dict:
-    keys = ("generative", "horizon", "actor_hidden_dims", "actor_layer_norm", "denoising_steps",
+    keys = ("generative", "horizon", "actor_hidden_dims", "actor_layer_norm", "actor_activation", "denoising_steps",
             "train_denoising_steps", "noise_schedule")
     return {"env": config.env.name, "obs_size": obs_size, "action_size": action_size,
             "agent": {k: config.agent[k] for k in keys}}

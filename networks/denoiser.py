@@ -24,16 +24,18 @@ class ChunkMLPDenoiser(nn.Module):
       hidden_dims: MLP widths.
       time_dim: width of the sinusoidal time embedding.
       layer_norm: LayerNorm in the MLP.
+      activation: the MLP's nonlinearity ('mish' as in Diffusion Policy, or 'gelu', 'relu', 'silu').
     """
 
     hidden_dims: Sequence[int] = (256, 256, 256)
     time_dim: int = 32
     layer_norm: bool = False
+    activation: str = "mish"
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, obs: jax.Array) -> jax.Array:
         batch, horizon, action_dim = x.shape
         temb = MLP((self.time_dim * 2,), self.time_dim)(sinusoidal_embedding(t, self.time_dim))
         h = jnp.concatenate([x.reshape(batch, horizon * action_dim), obs, temb], axis=-1)
-        out = MLP(self.hidden_dims, horizon * action_dim, layer_norm=self.layer_norm)(h)
+        out = MLP(self.hidden_dims, horizon * action_dim, layer_norm=self.layer_norm, activation=self.activation)(h)
         return out.reshape(batch, horizon, action_dim)
