@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents import AGENTS
+from networks.mlp import ACTIVATIONS
 
 
 class ConfigError(ValueError):
@@ -33,6 +34,8 @@ def validate_config(config, task) -> None:
     _require(0.0 < a.discount <= 1.0, "agent.discount", "in (0, 1]", a.discount)
     _require(a.denoising_steps >= 1, "agent.denoising_steps", ">= 1", a.denoising_steps)
     _require(a.generative in ("flow", "ddpm"), "agent.generative", "'flow' or 'ddpm'", a.generative)
+    _require(a.get("actor_activation", "mish") in ACTIVATIONS, "agent.actor_activation",
+             f"one of {sorted(ACTIVATIONS)}", a.get("actor_activation"))
     if a.generative == "ddpm":
         _require(a.denoising_steps <= a.train_denoising_steps, "agent.denoising_steps",
                  f"<= train_denoising_steps={a.train_denoising_steps}", a.denoising_steps)

@@ -14,6 +14,9 @@ def mish(x: jax.Array) -> jax.Array:
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
+ACTIVATIONS = {"mish": mish, "gelu": nn.gelu, "relu": nn.relu, "silu": nn.silu}  # names a config may use
+
+
 class MLP(nn.Module):
     """``x [..., D] -> [..., out_dim]`` with hidden layers ``hidden_dims``.
 
@@ -31,7 +34,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = {"mish": mish, "gelu": nn.gelu, "relu": nn.relu, "silu": nn.silu}[self.activation]
+        act = ACTIVATIONS[self.activation]
         for width in self.hidden_dims:
             x = nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x)
             if self.layer_norm:

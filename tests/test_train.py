@@ -90,6 +90,7 @@ def _smoke_config(tmp_path, data_dir=None):
     ("agent.num_samples", 0, "agent.num_samples"),
     ("agent.horizon", 41, "agent.horizon.*episode_length"),
     ("online.offline_ratio", 1.5, "online.offline_ratio"),
+    ("agent.actor_activation", "tanh", "agent.actor_activation"),
 ])
 def test_bad_values_fail_before_any_work(tmp_path, field, value, match):
     c = _smoke_config(tmp_path)
