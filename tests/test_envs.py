@@ -122,3 +122,23 @@ def test_expert_is_reproducible_from_seed(expert_episodes):
     for i in (0, 17, 399):
         np.testing.assert_array_equal(expert_episodes[i]["action"], again[i]["action"])
     assert not np.array_equal(expert_episodes[0]["obs"][0], other[0]["obs"][0])
+
+
+def test_rollout_discounted_return_and_first_chunk(task):
+    """``discounted_return`` is ``gamma^(T-1)`` for a success on step T (reward 1 once), 0 otherwise."""
+    vec = VecEnv(task, 8, 100)  # long enough to reach the goal (about 60 steps)
+
+    def policy(obs, key):  # around the wall above it, then to the goal; one action held for the chunk
+        pos, vel, goal = obs[:, :2], obs[:, 2:4], obs[:, 4:6]
+        target = jnp.where(pos[:, :1] < -0.3, jnp.array([-0.25, 0.68]),
+                           jnp.where(pos[:, :1] < 0.25, jnp.array([0.25, 0.68]), goal))
+        action = jnp.clip(6.0 * (target - pos) - 1.5 * vel, -1.0, 1.0)
+        return jnp.repeat(action[:, None], 5, axis=1)
+
+    gamma = 0.9
+    out = jax.jit(rollout_episodes, static_argnums=(0, 1, 3, 4))(vec, policy, jax.random.PRNGKey(1), 2, gamma)
+    success, length = np.asarray(out["success"]), np.asarray(out["length"])
+    assert success.any(), length
+    expected = np.where(success, gamma ** (length - 1.0), 0.0)
+    np.testing.assert_allclose(out["discounted_return"], expected, rtol=1e-5)
+    np.testing.assert_allclose(out["first_chunk"], policy(out["obs"][0], None))
