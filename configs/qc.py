@@ -12,9 +12,6 @@ and/or a size preset:
            that BC, offline QC and online QC are clearly apart (README:
            "The default main job" has the 5-seed figures and why);
 * ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
-* ``learning_test``  the default recipe on a smaller online budget (24k env
-           steps); measured once: offline 0.20, online 0.10, so it is NOT yet a
-           reliable learning test (no test uses it);
 * ``paper``  Q-chunking paper sizes (4x512 critic, N=32 in acting and target,
            batch 256, UTD 1): for a GPU.
 
@@ -122,17 +119,7 @@ def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
         node[leaf] = value
 
 
-def _learning_test(c: ml_collections.ConfigDict) -> None:
-    """The default recipe on a smaller online budget (not yet reliable enough for a learning test)."""
-    c.env.num_eval_episodes = 128
-    c.env.num_video_episodes = 0
-    c.offline.steps = 500
-    c.online.env_steps = 24_000
-    c.online.eval_every = 0
-    c.compilation_cache = False
-
-
-SIZES = {"smoke": _smoke, "paper": _paper, "learning_test": _learning_test}
+SIZES = {"smoke": _smoke, "paper": _paper}
 
 # The budget the other task presets keep (the first default's: more data, BC and offline updates).
 _LONG = {"pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000, "online.utd_ratio": 0.25,
