@@ -14,7 +14,7 @@ import flax
 import jax
 import ml_collections
 
-from agents.common import Actor
+from agents.common import Actor, StaticConfig
 
 
 class BCAgent(flax.struct.PyTreeNode):
@@ -22,14 +22,14 @@ class BCAgent(flax.struct.PyTreeNode):
 
     rng: jax.Array
     actor: Actor
-    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    config: StaticConfig = flax.struct.field(pytree_node=False)
 
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> "BCAgent":
         """Builds the agent for ``obs [O]`` and chunks ``[H, A]`` (H = ``config.horizon``)."""
         rng, key = jax.random.split(jax.random.PRNGKey(seed))
         return cls(rng=rng, actor=Actor.create(key, obs_dim, action_dim, config),
-                   config=ml_collections.FrozenConfigDict(config))
+                   config=StaticConfig(config))
 
     @jax.jit
     def update(self, batch: dict) -> tuple["BCAgent", dict]:

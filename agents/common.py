@@ -19,6 +19,21 @@ from networks.denoiser import ChunkMLPDenoiser
 from networks.generative import DDPM, FlowMatching, make_generative
 
 
+class StaticConfig(ml_collections.FrozenConfigDict):
+    """An agent's hyperparameters as a static (non-pytree) field, with a fast ``==``.
+
+    ``jax.jit`` compares a static field with the one in its cache on every
+    call; :class:`ml_collections.FrozenConfigDict`'s field-by-field ``==``
+    costs about 0.5 ms, a sixth of a best-of-32 chunk at batch 1. The same
+    object (every agent made by ``replace`` keeps it) now compares by identity.
+    """
+
+    def __eq__(self, other) -> bool:
+        return self is other or super().__eq__(other)
+
+    __hash__ = ml_collections.FrozenConfigDict.__hash__
+
+
 class Actor(flax.struct.PyTreeNode):
     """A chunked flow-matching or DDPM policy ``pi(a_{t:t+H} | s_t)`` with an EMA copy.
 

@@ -39,6 +39,8 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from agents.common import StaticConfig
+
 _ACTIVATIONS = {"tanh": jnp.tanh, "silu": nn.silu, "relu": nn.relu}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -180,7 +182,7 @@ class PPOAgent(flax.struct.PyTreeNode):
     state: train_state.TrainState
     obs_norm: RunningNorm
     action_dim: int = flax.struct.field(pytree_node=False)
-    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    config: StaticConfig = flax.struct.field(pytree_node=False)
 
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> PPOAgent:
@@ -199,7 +201,7 @@ class PPOAgent(flax.struct.PyTreeNode):
         params = {"policy": policy.init(k_pi, dummy), "value": value.init(k_v, dummy)}
         state = train_state.TrainState.create(apply_fn=None, params=params, tx=_optimizer(config))
         return cls(rng=rng, state=state, obs_norm=RunningNorm.create(obs_dim), action_dim=int(action_dim),
-                   config=ml_collections.FrozenConfigDict(config))
+                   config=StaticConfig(config))
 
     # --- acting -----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import optax
 from flax.training import train_state
 
 from agents import bc
-from agents.common import Actor, aggregate_q, best_of_n, masked_mean, td_target
+from agents.common import Actor, StaticConfig, aggregate_q, best_of_n, masked_mean, td_target
 from networks.critic import ChunkCritic
 
 
@@ -36,7 +36,7 @@ class QCAgent(flax.struct.PyTreeNode):
     actor: Actor
     critic: train_state.TrainState
     target_params: flax.core.FrozenDict
-    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    config: StaticConfig = flax.struct.field(pytree_node=False)
 
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict,
@@ -61,7 +61,7 @@ class QCAgent(flax.struct.PyTreeNode):
         critic = train_state.TrainState.create(apply_fn=net.apply, params=params,
                                                tx=optax.adam(config.critic_lr))
         return cls(rng=rng, actor=actor, critic=critic, target_params=jax.tree.map(jnp.copy, params),
-                   config=ml_collections.FrozenConfigDict(config))
+                   config=StaticConfig(config))
 
     def _q(self, params, obs, chunk):
         return aggregate_q(self.critic.apply_fn(params, obs, chunk), self.config.q_agg)

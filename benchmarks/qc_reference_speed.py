@@ -1,6 +1,6 @@
 """QC best-of-N update and acting time at the paper's sizes, ours beside the published code.
 
-    python benchmarks/qc_reference_speed.py [--reference=/path/to/qc] [--iters=10]
+    python benchmarks/qc_reference_speed.py [--reference=/path/to/qc] [--rounds=3] [--iters=3]
 
 Sizes (issue 7, the Q-chunking paper's): obs 28, action 5, H = h = 5, batch
 256, actor and critic 4x512, N = 32 candidates for acting and for the TD
@@ -9,8 +9,10 @@ best-of-32 chunk at batch 1 (steady state, compilation apart).
 
 ``--reference`` points at a checkout of the published Q-chunking code
 (github ColinQiyangLi/qc): its ``agents/acfql.py`` with ``actor_type='best-of-n'``
-is timed in a subprocess, on the same machine and in the same run, so the
-ratio is meaningful (hosts differ up to 2.5x in matmul speed). Its import of
+is timed on the same machine and in the same run, so the ratio is
+meaningful. Each side runs in fresh processes, alternating, ``--rounds``
+times, and the medians are compared: one process can be 1.4x faster than the
+next on a shared host (hosts differ up to 2.5x in matmul speed). Its import of
 ``distrax`` (used only by actors we do not build) is stubbed when the package
 is missing. Nothing of it is copied into this repository.
 """
@@ -28,26 +30,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from absl import app, flags  # noqa: E402
 
 _REFERENCE = flags.DEFINE_string("reference", "", "checkout of ColinQiyangLi/qc to time beside ours")
-_ITERS = flags.DEFINE_integer("iters", 10, "timed calls per measurement")
+_ITERS = flags.DEFINE_integer("iters", 3, "timed updates per block (acting: 20x as many); the fastest of 5 blocks counts")
 _ACTIVATION = flags.DEFINE_string("actor_activation", "mish", "our denoiser's nonlinearity (the reference uses gelu)")
-_SIDE = flags.DEFINE_enum("side", "both", ["both", "reference"],
-                          "internal: 'reference' times only the published code (run in a subprocess)")
+_SIDE = flags.DEFINE_enum("side", "both", ["both", "ours", "reference"],
+                          "internal: time one side only, in this process (the driver runs each side in a subprocess)")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "fresh processes per side, alternating ours / reference; medians count")
 
 OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS = 28, 5, 5, 256, 32, 512, 4, 10
 
 
-def _timeit(fn, iters: int) -> tuple[float, float]:
-    """(first call seconds incl. compile, steady seconds per call)."""
+def _timeit(fn, iters: int, blocks: int = 5) -> tuple[float, float]:
+    """(first call seconds incl. compile, steady seconds per call).
+
+    The steady figure is the fastest of ``blocks`` blocks of ``iters`` calls
+    (per-call mean within a block): on a shared 2-core host, interference only
+    ever adds time, so the minimum is the stable statistic (as ``timeit`` advises).
+    """
     import jax
 
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        out = fn()
-    jax.block_until_ready(out)
-    return first, (time.perf_counter() - t0) / iters
+    best = float("inf")
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = fn()
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - t0) / iters)
+    return first, best
 
 
 def _measure(agent, batch: dict, act, iters: int) -> dict:
@@ -126,37 +137,51 @@ def _reference_here(path: str, iters: int) -> dict:
     return _measure(agent, batch, lambda a, o, k: a.sample_actions(o, rng=k), iters)
 
 
-def reference(path: str, iters: int) -> dict:
-    """Runs :func:`_reference_here` in a fresh process (its ``agents`` package shadows ours)."""
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--side=reference", f"--reference={path}",
-                           f"--iters={iters}"], capture_output=True, text=True, cwd=path)
+def _side(side: str, iters: int) -> dict:
+    """Times one side in a fresh process (the reference's ``agents`` package shadows ours)."""
+    args = [sys.executable, os.path.abspath(__file__), f"--side={side}", f"--iters={iters}",
+            f"--actor_activation={_ACTIVATION.value}"]
+    if side == "reference":
+        args.append(f"--reference={os.path.abspath(_REFERENCE.value)}")
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT if side == "ours" else _REFERENCE.value)
     if proc.returncode != 0:
-        raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{side} run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(_):
     import jax
+    import numpy as np
 
     if _SIDE.value == "reference":
         print(json.dumps(_reference_here(os.path.abspath(_REFERENCE.value), _ITERS.value)))
+        return
+    if _SIDE.value == "ours":
+        print(json.dumps(ours(_ITERS.value)))
         return
 
     print(f"QC best-of-N at the paper's sizes: obs {OBS}, A {ACT}, H = h = {H}, batch {BATCH}, "
           f"{DEPTH}x{WIDTH} actor and critic, N = {N} (acting and target), {FLOW_STEPS} flow steps; "
           f"jax {jax.__version__}, {os.cpu_count()} CPUs")
-    print(f"our actor's nonlinearity: {_ACTIVATION.value}")
-    results = {"ours": ours(_ITERS.value)}
-    if _REFERENCE.value:
-        results["reference"] = reference(os.path.abspath(_REFERENCE.value), _ITERS.value)
+    print(f"our actor's nonlinearity: {_ACTIVATION.value}; {_ROUNDS.value} rounds of fresh processes, "
+          "alternating sides (single processes differ by up to 1.4x on a shared host)")
+    sides = ["ours"] + (["reference"] if _REFERENCE.value else [])
+    runs = {side: [] for side in sides}
+    for r in range(_ROUNDS.value):
+        for side in sides:
+            runs[side].append(_side(side, _ITERS.value))
+            x = runs[side][-1]
+            print(f"  round {r}: {side:9s} update {x['update_s']:.3f} s   best-of-{N} chunk at batch 1 "
+                  f"{x['act_ms']:.2f} ms   (first calls incl. compile: {x['update_first_call_s']:.1f} s, "
+                  f"{x['act_first_call_s']:.1f} s)", flush=True)
+    results = {side: {key: float(np.median([x[key] for x in xs])) for key in xs[0]} for side, xs in runs.items()}
     for name, r in results.items():
-        print(f"  {name:9s} update {r['update_s']:.3f} s   best-of-{N} chunk at batch 1 {r['act_ms']:.2f} ms   "
-              f"(first calls incl. compile: {r['update_first_call_s']:.1f} s, {r['act_first_call_s']:.1f} s)")
+        print(f"  median {name:9s} update {r['update_s']:.3f} s   best-of-{N} chunk {r['act_ms']:.2f} ms")
     if "reference" in results:
         o, r = results["ours"], results["reference"]
         print(f"  ours / reference: update {o['update_s'] / r['update_s']:.2f}x, "
               f"acting {o['act_ms'] / r['act_ms']:.2f}x (below 1: ours is faster)")
-    print(json.dumps(results))
+    print(json.dumps({"runs": runs, "median": results}))
 
 
 if __name__ == "__main__":

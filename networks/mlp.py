@@ -9,9 +9,36 @@ import jax
 import jax.numpy as jnp
 
 
+def _mish_parts(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(e^x, tanh(softplus(x)))`` from a single exponential.
+
+    ``tanh(log(1 + e^x)) = n / (n + 2)`` with ``n = e^x (e^x + 2)``; ``x`` is
+    clipped at 20, where the ratio is already 1 in float32, so nothing overflows.
+    """
+    e = jnp.exp(jnp.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    return e, n / (n + 2.0)
+
+
+@jax.custom_jvp
 def mish(x: jax.Array) -> jax.Array:
-    """Mish activation ``x tanh(softplus(x))`` (Misra 2019), used by Diffusion Policy."""
-    return x * jnp.tanh(jax.nn.softplus(x))
+    """Mish activation ``x tanh(softplus(x))`` (Misra 2019), used by Diffusion Policy.
+
+    Computed exactly (to float32 rounding) from one ``exp`` instead of the
+    three transcendentals of ``x * tanh(softplus(x))``, with a hand-written
+    derivative ``t + x (1 - t^2) sigmoid(x)`` (``t = tanh(softplus(x))``): the
+    denoiser's forward pass runs about 4x faster per activation on a CPU and
+    its gradient 2x (``benchmarks/qc_reference_speed.py``).
+    """
+    return x * _mish_parts(x)[1]
+
+
+@mish.defjvp
+def _mish_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    e, t = _mish_parts(x)
+    slope = t + x * (1.0 - t * t) * (e / (1.0 + e))
+    return x * t, slope * dx
 
 
 ACTIVATIONS = {"mish": mish, "gelu": nn.gelu, "relu": nn.relu, "silu": nn.silu}  # names a config may use

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agents import bc, qc
-from agents.common import best_of_n, td_target
+from agents.common import StaticConfig, best_of_n, td_target
 from replay.chunks import training_batch
 
 OBS, ACT, H = 6, 2, 5
@@ -127,6 +127,21 @@ def test_qc_update_traces_once_and_lowers_losses(batch):
         agent.sample_actions(batch["obs"], jax.random.PRNGKey(0))
     assert qc.QCAgent.update._cache_size() == 1
     assert qc.QCAgent.sample_actions._cache_size() == 1
+
+
+def test_static_config_compares_by_value_so_jit_never_mixes_configs():
+    # jit keys its cache on the agent's static config: configs that differ in one
+    # field must not compare equal, equal ones (even as different objects) must
+    a, b = StaticConfig(_config(qc)), StaticConfig(_config(qc))
+    assert a == a and a == b and hash(a) == hash(b)
+    other = _config(qc)
+    other.num_samples += 1
+    assert a != StaticConfig(other)
+    small = qc.QCAgent.create(0, OBS, ACT, other).replace(config=StaticConfig(other))
+    big = qc.QCAgent.create(0, OBS, ACT, _config(qc))
+    assert small.sample_actions(jnp.zeros((1, OBS)), jax.random.PRNGKey(0)).shape == (1, H, ACT)
+    assert big.sample_actions(jnp.zeros((1, OBS)), jax.random.PRNGKey(0)).shape == (1, H, ACT)
+    assert qc.QCAgent.sample_actions._cache_size() >= 2
 
 
 def test_qc_acts_best_of_n_under_its_critic(batch):

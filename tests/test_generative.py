@@ -12,7 +12,19 @@ import pytest
 
 from networks.denoiser import ChunkMLPDenoiser
 from networks.generative import DDPM, FlowMatching, cosine_alphas_cumprod
-from networks.mlp import MLP
+from networks.mlp import MLP, mish
+
+
+def test_mish_and_its_derivative_match_the_textbook_formula():
+    # the one-exp Mish must equal x tanh(softplus(x)) and keep a finite, correct slope
+    # at large |x| (where a naive e^x overflows)
+    x = jnp.linspace(-60.0, 60.0, 4001)
+    f_ref = lambda v: v * jnp.tanh(jnp.logaddexp(v, 0.0))  # noqa: E731
+    np.testing.assert_allclose(mish(x), f_ref(x), atol=2e-6)
+    slope, slope_ref = jax.vmap(jax.grad(mish))(x), jax.vmap(jax.grad(f_ref))(x)
+    np.testing.assert_allclose(slope, slope_ref, atol=1e-5)
+    assert np.isfinite(np.asarray(jax.vmap(jax.grad(jax.grad(mish)))(x))).all()
+    assert float(jax.grad(mish)(1e4)) == 1.0 and float(mish(-1e4)) == 0.0
 
 
 def test_cosine_schedule_matches_closed_form():
