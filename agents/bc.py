@@ -14,7 +14,8 @@ import flax
 import jax
 import ml_collections
 
-from agents.common import Actor, StaticConfig
+from agents.actor import Actor
+from agents.common import StaticConfig
 
 
 class BCAgent(flax.struct.PyTreeNode):
@@ -23,6 +24,8 @@ class BCAgent(flax.struct.PyTreeNode):
     rng: jax.Array
     actor: Actor
     config: StaticConfig = flax.struct.field(pytree_node=False)
+
+    METRICS = ("bc_loss",)  # what a progress line shows
 
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> "BCAgent":
@@ -57,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.action_steps = 5                 # h <= H: actions executed before replanning
     c.denoising_steps = 10             # K: Euler steps (flow) or DDIM steps (ddpm) when sampling
     c.train_denoising_steps = 100      # DDPM training steps (ddpm only)
-    c.noise_schedule = "squaredcos_cap_v2"  # DDPM beta schedule: 'squaredcos_cap_v2' or 'linear'
+    c.noise_schedule = "squaredcos_cap_v2"  # DDPM beta schedule: 'squaredcos_cap_v2' | 'linear' | 'vp' (Diffusion-QL, for small K)
     c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
     c.actor_hidden_dims = (256, 256)   # denoiser MLP widths
     c.actor_layer_norm = False         # LayerNorm in the denoiser MLP

@@ -201,7 +201,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     if config.offline.steps > 0:
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
         agent = _update_phase("offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
-                              config, logger, log, summary, ("critic_loss", "q_mean", "bc_loss"))
+                              config, logger, log, summary, AgentClass.METRICS)
         summary["offline_rl"] = evaluate(eval_ft, agent, k_eval_off, log)
         _record_eval("offline_rl", 0, summary["offline_rl"], logger, summary, run_dir)
     agent = _online(config, agent, task, normalizer, offline, k_env, k_online, eval_ft, logger, ckpt, meta,
@@ -316,7 +316,7 @@ def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logge
                "train_success": m["successes"] / n_ep, "episode_length": m["length_sum"] / n_ep,
                "env_steps_per_s": m["env_steps"] / dt, "updates_per_s": log_every * updates_per_iter / dt}
         logger.log("online", env_steps, row)
-        log(format_line("online", env_steps, row, ("train_success", "critic_loss", "q_mean", "bc_loss",
+        log(format_line("online", env_steps, row, ("train_success", *type(agent).METRICS,
                                                     "env_steps_per_s", "updates_per_s")))
         if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
             k_eval, k = jax.random.split(k_eval)

@@ -97,8 +97,8 @@ def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discou
 
     Fields: ``success``, ``return``, ``length``, ``discounted_return`` (the
     Monte-Carlo value of the start state, ``sum_t gamma^t r_t``) and, for an
-    agent with a critic (a ``chunk_value(obs [B, O], chunk [B, H, A]) -> [B]``
-    method on normalised inputs), ``q_start``: the critic's value of the chunk
+    agent with a critic (an ``agent.critic``, :class:`agents.critic.Critic`,
+    scored on normalised inputs), ``q_start``: the critic's value of the chunk
     it chose at the start state. ``q_start - discounted_return`` averaged over
     episodes is the critic's bias on the states and chunks the policy visits
     (over-estimation when positive).
@@ -110,9 +110,9 @@ def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discou
 
         out = rollout_episodes(env, policy, key, action_steps, discount)
         result = {k: out[k] for k in ("success", "return", "length", "discounted_return")}
-        if hasattr(agent, "chunk_value"):
-            result["q_start"] = agent.chunk_value(normalizer.obs(out["obs"][0]),
-                                                  normalizer.action(out["first_chunk"]))
+        if hasattr(agent, "critic"):
+            result["q_start"] = agent.critic.value(normalizer.obs(out["obs"][0]),
+                                                   normalizer.action(out["first_chunk"]))
         return result
 
     return jax.jit(fn)

@@ -1,12 +1,32 @@
-"""Flow matching and DDPM/DDIM over action chunks: training losses and samplers.
+"""Flow matching and DDPM/DDIM over action chunks: losses, reverse steps, chains, guidance.
 
 Both families share one interface so that agents select them by config:
 
 * ``loss(apply_fn, params, obs [B, O], chunk [B, H, A], key) -> [B]``, the
   per-sample training loss;
-* ``sample(apply_fn, params, obs [B, O], key, horizon, action_dim) ->
-  [B, H, A]``, the whole reverse chain in one ``lax.fori_loop`` (one trace,
-  differentiable), output clipped to ``[-1, 1]``.
+* ``step(apply_fn, params, obs, x [B, H, A], k, key, guide=None) -> [B, H, A]``,
+  one reverse step from sampling index ``k`` (0 = the noise end);
+* ``clean_estimate(apply_fn, params, obs, x, k) -> [B, H, A]``, the one-step
+  estimate of the clean chunk from the noisy ``x`` at index ``k`` (flow:
+  ``x + (1 - t) v``; DDPM: ``(x - sqrt(1 - abar) eps) / sqrt(abar)``), clipped
+  to ``[-1, 1]``;
+* ``sample_from(apply_fn, params, obs, noise, key=None, guide=None, remat=False)``
+  and ``sample(apply_fn, params, obs, key, horizon, action_dim, ...)``: the
+  whole reverse chain as one ``lax.scan``, output clipped to ``[-1, 1]``.
+
+``params`` is always explicit (an agent passes its live weights to
+differentiate through the chain, as Diffusion-QL does, or its EMA weights to
+act); the chain is differentiable with respect to ``params`` and ``noise``,
+and ``remat=True`` recomputes each step in the backward pass instead of
+storing its activations (for long chains).
+
+``guide(x, x_hat, k) -> [B, H, A]`` is the guidance hook: a direction in chunk
+space (e.g. ``w grad_a Q(s, x_hat)``) given the current noisy chunk ``x``, the
+one-step clean estimate ``x_hat`` (computed with the network output under
+``stop_gradient``, as Q-guided flow does) and the step index ``k``. The flow
+sampler adds it to the velocity; DDPM turns it into the classifier-guidance
+correction of the noise prediction, ``eps - sqrt(1 - abar_t) g``. A guide that
+returns zeros leaves every step bit for bit unchanged.
 
 ``apply_fn(params, x [B, H, A], t [B], obs [B, O]) -> [B, H, A]`` is a
 denoiser (e.g. :class:`networks.denoiser.ChunkMLPDenoiser`). Actions are
@@ -23,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 ApplyFn = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
+GuideFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, x_hat, k) -> direction [B, H, A]
 FLOW_TIME_SCALE = 1000.0  # flow time t in [0, 1] is fed to the denoiser as 1000 t
 
 
@@ -46,20 +67,51 @@ class FlowMatching:
         v = apply_fn(params, xt, t * FLOW_TIME_SCALE, obs)
         return jnp.mean((v - (chunk - x0)) ** 2, axis=(1, 2))
 
-    def sample_from(self, apply_fn: ApplyFn, params, obs, noise) -> jax.Array:
-        """Deterministic map from ``noise [B, H, A]`` to a chunk ``[B, H, A]`` (Euler)."""
+    def time(self, k: jax.Array) -> jax.Array:
+        """Flow time ``t = k / K`` of sampling index ``k`` (0 at the noise end)."""
+        return k / self.denoising_steps
+
+    def clean_estimate(self, apply_fn: ApplyFn, params, obs, x, k) -> jax.Array:
+        """One-Euler-step clean chunk ``clip(x + (1 - t) v(x, t))`` from index ``k``: ``[B, H, A]``."""
+        t = jnp.full((x.shape[0],), self.time(k))
+        v = apply_fn(params, x, t * FLOW_TIME_SCALE, obs)
+        return jnp.clip(x + (1 - t)[:, None, None] * v, -1.0, 1.0)
+
+    def step(self, apply_fn: ApplyFn, params, obs, x, k, key=None, guide: GuideFn | None = None) -> jax.Array:
+        """Euler step ``x + dt (v(x, t) + guide(x, x_hat, k))`` from index ``k`` (``key`` unused)."""
         dt = 1.0 / self.denoising_steps
+        t = jnp.full((x.shape[0],), k * dt)
+        v = apply_fn(params, x, t * FLOW_TIME_SCALE, obs)
+        if guide is not None:
+            x_hat = jnp.clip(x + (1 - t)[:, None, None] * jax.lax.stop_gradient(v), -1.0, 1.0)
+            v = v + guide(x, x_hat, k)
+        return x + dt * v
 
-        def body(i, x):
-            t = jnp.full((x.shape[0],), i * dt)
-            return x + dt * apply_fn(params, x, t * FLOW_TIME_SCALE, obs)
+    def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
+                    remat: bool = False) -> jax.Array:
+        """Deterministic map from ``noise [B, H, A]`` to a chunk ``[B, H, A]`` (Euler, ``lax.scan``)."""
+        return _chain(self, apply_fn, params, obs, noise, None, guide, remat)
 
-        x = jax.lax.fori_loop(0, self.denoising_steps, body, noise)
-        return jnp.clip(x, -1.0, 1.0)
-
-    def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int) -> jax.Array:
+    def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int,
+               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+        """Chunks ``[B, H, A]`` from fresh noise drawn with ``key``."""
         noise = jax.random.normal(key, (obs.shape[0], horizon, action_dim))
-        return self.sample_from(apply_fn, params, obs, noise)
+        return self.sample_from(apply_fn, params, obs, noise, guide=guide, remat=remat)
+
+
+def _chain(sampler, apply_fn, params, obs, x, key, guide, remat) -> jax.Array:
+    """The reverse chain: ``denoising_steps`` calls of ``sampler.step`` in one ``lax.scan``, clipped output."""
+    steps = sampler.denoising_steps
+    keys = jax.random.split(key, steps) if key is not None else jnp.zeros((steps, 2), jnp.uint32)
+
+    def body(x, inputs):
+        k, step_key = inputs
+        return sampler.step(apply_fn, params, obs, x, k, step_key if key is not None else None, guide), None
+
+    if remat:
+        body = jax.checkpoint(body)
+    x, _ = jax.lax.scan(body, x, (jnp.arange(steps, dtype=jnp.int32), keys))
+    return jnp.clip(x, -1.0, 1.0)
 
 
 def cosine_alphas_cumprod(train_steps: int, s: float = 0.008, max_beta: float = 0.999) -> jax.Array:
@@ -71,6 +123,18 @@ def cosine_alphas_cumprod(train_steps: int, s: float = 0.008, max_beta: float = 
     f = lambda t: math.cos((t / train_steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
     betas = [min(1 - f(t + 1) / f(t), max_beta) for t in range(train_steps)]
     return jnp.cumprod(1.0 - jnp.asarray(betas, jnp.float32))
+
+
+def vp_alphas_cumprod(train_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> jax.Array:
+    """Variance-preserving schedule of Diffusion-QL (Wang et al. 2023, arXiv:2208.06193, App. C).
+
+    The discretised VP SDE (Song et al. 2021): ``1 - beta_t = exp(-beta_min / T -
+    (beta_max - beta_min) (2t - 1) / (2 T^2))`` for ``t = 1..T``; built for
+    small ``T`` (5 in the paper). Returns ``alpha_bar [train_steps]``.
+    """
+    t = jnp.arange(1, train_steps + 1, dtype=jnp.float32)
+    alphas = jnp.exp(-beta_min / train_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / train_steps**2)
+    return jnp.cumprod(alphas)
 
 
 def linear_alphas_cumprod(train_steps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> jax.Array:
@@ -97,17 +161,15 @@ class DDPM:
     eta: float = 0.0
 
     def __post_init__(self):
-        if self.schedule not in ("squaredcos_cap_v2", "linear"):
-            raise ValueError(f"agent.schedule must be 'squaredcos_cap_v2' or 'linear', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"agent.noise_schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
         if not 1 <= self.denoising_steps <= self.train_steps:
             raise ValueError(f"agent.denoising_steps must be in [1, train_steps={self.train_steps}],"
                              f" got {self.denoising_steps}")
 
     @property
     def alphas_cumprod(self) -> jax.Array:
-        if self.schedule == "linear":
-            return linear_alphas_cumprod(self.train_steps)
-        return cosine_alphas_cumprod(self.train_steps)
+        return SCHEDULES[self.schedule](self.train_steps)
 
     @property
     def timesteps(self) -> jax.Array:
@@ -123,27 +185,53 @@ class DDPM:
         xt = jnp.sqrt(ab) * chunk + jnp.sqrt(1 - ab) * eps
         return jnp.mean((apply_fn(params, xt, t, obs) - eps) ** 2, axis=(1, 2))
 
-    def step(self, apply_fn: ApplyFn, params, obs, x, k: jax.Array, key) -> jax.Array:
-        """One DDIM step from sampling index ``k`` (timestep ``timesteps[k]``) to the next."""
-        ts = self.timesteps
-        abar = self.alphas_cumprod
-        t = ts[k]
-        ab = abar[t]
+    def _ab(self, k):
+        """``(abar_t, abar_prev)`` at sampling index ``k`` (``abar_prev = 1`` after the last step)."""
+        ts, abar = self.timesteps, self.alphas_cumprod
         ab_prev = jnp.where(k + 1 < self.denoising_steps, abar[ts[jnp.minimum(k + 1, len(ts) - 1)]], 1.0)
-        eps = apply_fn(params, x, jnp.full((x.shape[0],), t), obs)
+        return abar[ts[k]], ab_prev
+
+    def clean_estimate(self, apply_fn: ApplyFn, params, obs, x, k) -> jax.Array:
+        """``clip((x - sqrt(1 - abar_t) eps) / sqrt(abar_t))`` at index ``k`` (DDPM Eq. 15): ``[B, H, A]``."""
+        ab, _ = self._ab(k)
+        eps = apply_fn(params, x, jnp.full((x.shape[0],), self.timesteps[k]), obs)
+        return jnp.clip((x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
+
+    def step(self, apply_fn: ApplyFn, params, obs, x, k, key=None, guide: GuideFn | None = None) -> jax.Array:
+        """One DDIM step from sampling index ``k`` (timestep ``timesteps[k]``) to the next.
+
+        ``key`` draws the step's noise when ``eta > 0`` (required then).
+        """
+        ab, ab_prev = self._ab(k)
+        eps = apply_fn(params, x, jnp.full((x.shape[0],), self.timesteps[k]), obs)
+        if guide is not None:
+            x_hat = jnp.clip((x - jnp.sqrt(1 - ab) * jax.lax.stop_gradient(eps)) / jnp.sqrt(ab), -1.0, 1.0)
+            eps = eps - jnp.sqrt(1 - ab) * guide(x, x_hat, k)
         x0 = jnp.clip((x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
         eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
         sigma = self.eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-        noise = jax.random.normal(key, x.shape)
-        return jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps + sigma * noise
+        out = jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps
+        if self.eta > 0:
+            out = out + sigma * jax.random.normal(key, x.shape)
+        return out
 
-    def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int) -> jax.Array:
+    def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
+                    remat: bool = False) -> jax.Array:
+        """The DDIM chain from ``noise [B, H, A]`` (``key``: the steps' noise, needed when ``eta > 0``)."""
+        if self.eta > 0 and key is None:
+            raise ValueError("DDPM.sample_from: eta > 0 needs a key for the steps' noise")
+        return _chain(self, apply_fn, params, obs, noise, key, guide, remat)
+
+    def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int,
+               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+        """Chunks ``[B, H, A]``: fresh noise and step noise drawn from ``key``."""
         k_init, k_loop = jax.random.split(key)
         x = jax.random.normal(k_init, (obs.shape[0], horizon, action_dim))
-        keys = jax.random.split(k_loop, self.denoising_steps)
-        x = jax.lax.fori_loop(0, self.denoising_steps,
-                              lambda k, x: self.step(apply_fn, params, obs, x, k, keys[k]), x)
-        return jnp.clip(x, -1.0, 1.0)
+        return self.sample_from(apply_fn, params, obs, x, key=k_loop, guide=guide, remat=remat)
+
+
+SCHEDULES = {"squaredcos_cap_v2": cosine_alphas_cumprod, "linear": linear_alphas_cumprod,
+             "vp": vp_alphas_cumprod}  # DDPM noise schedules by config name
 
 
 def make_generative(config) -> FlowMatching | DDPM:

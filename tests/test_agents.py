@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from agents import bc, qc
-from agents.common import StaticConfig, best_of_n, td_target
+from agents.common import StaticConfig
+from agents.critic import td_target
+from agents.select import best_of_n
 from replay.chunks import training_batch
 
 OBS, ACT, H = 6, 2, 5
@@ -46,8 +48,8 @@ def test_chunked_td_target_hand_computed():
 
 def test_best_of_n_picks_the_highest_value():
     chunks = jnp.arange(2 * 4 * H * ACT, dtype=jnp.float32).reshape(2, 4, H, ACT) % 7
-    q_fn = lambda obs, c: -jnp.abs(c.sum(axis=(1, 2)) - 20.0)  # noqa: E731  prefer a sum near 20
-    best, q = best_of_n(chunks, q_fn, jnp.zeros((2, OBS)), action_steps=3)
+    q_fn = lambda obs, c: -jnp.abs(c[:, :3].sum(axis=(1, 2)) - 20.0)  # noqa: E731  prefer a sum near 20
+    best, q = best_of_n(chunks, q_fn, jnp.zeros((2, OBS)))
     for b in range(2):
         values = [-abs(float(chunks[b, i, :3].sum()) - 20.0) for i in range(4)]
         np.testing.assert_array_equal(best[b], chunks[b, int(np.argmax(values))])
@@ -110,7 +112,10 @@ def test_qc_update_traces_once_and_lowers_losses(batch):
     key = jax.random.PRNGKey(7)
 
     def losses(agent):
-        critic, _ = agent.critic_loss(agent.critic.params, batch, key)
+        c = agent.critic
+        target = td_target(batch["reward_sum"], batch["discount"],
+                           c.target_value(batch["next_obs"], agent.target_rule(batch["next_obs"], key)))
+        critic, _ = c.loss(c.state.params, batch, target)
         actor = agent.actor.bc_loss(agent.actor.state.params, batch["obs"], batch["actions"], batch["valid"], key)
         return float(critic), float(actor)
 
@@ -150,7 +155,7 @@ def test_qc_acts_best_of_n_under_its_critic(batch):
     chunk = agent.sample_actions(obs, jax.random.PRNGKey(3))
     # the same candidates, scored by the agent's critic: the chosen one has the max value
     cands = agent.actor.sample(obs, jax.random.PRNGKey(3), agent.config.num_samples)
-    q = agent.critic.apply_fn(agent.critic.params, jnp.repeat(obs, 4, 0),
+    q = agent.critic.state.apply_fn(agent.critic.state.params, jnp.repeat(obs, 4, 0),
                               cands.reshape(32, H, ACT)).mean(0).reshape(8, 4)
     expected = cands[jnp.arange(8), jnp.argmax(q, axis=1)]
     np.testing.assert_allclose(chunk, expected, atol=1e-6)
@@ -172,17 +177,17 @@ def test_qc_td_target_uses_the_polyak_target_critic(batch):
     """
     agent = qc.QCAgent.create(0, OBS, ACT, _config(qc))
     other = qc.QCAgent.create(5, OBS, ACT, _config(qc))  # same structure, other weights
-    agent = agent.replace(target_params=other.critic.params)
+    agent = agent.replace(critic=agent.critic.replace(target_params=other.critic.state.params))
     key = jax.random.PRNGKey(11)
-    _, info = agent.critic_loss(agent.critic.params, batch, key)
+    _, info = agent.critic.update(batch, agent.target_rule, key)
     # by hand: the same candidates (same key), scored and selected by the target critic's ensemble mean
     n = agent.config.target_num_samples
     cands = agent.actor.sample(batch["next_obs"], key, n)
-    q_t = agent.critic.apply_fn(agent.target_params, jnp.repeat(batch["next_obs"], n, 0),
+    q_t = agent.critic.state.apply_fn(agent.critic.target_params, jnp.repeat(batch["next_obs"], n, 0),
                                 cands.reshape(-1, H, ACT)).mean(0).reshape(-1, n)
     expected = batch["reward_sum"] + batch["discount"] * q_t.max(axis=1)
     np.testing.assert_allclose(float(info["target_mean"]), float(expected.mean()), rtol=1e-5)
-    q_online = agent.critic.apply_fn(agent.critic.params, jnp.repeat(batch["next_obs"], n, 0),
+    q_online = agent.critic.state.apply_fn(agent.critic.state.params, jnp.repeat(batch["next_obs"], n, 0),
                                      cands.reshape(-1, H, ACT)).mean(0).reshape(-1, n)
     wrong = batch["reward_sum"] + batch["discount"] * q_online.max(axis=1)
     assert abs(float(wrong.mean()) - float(expected.mean())) > 1e-3  # the test can tell them apart
@@ -190,9 +195,10 @@ def test_qc_td_target_uses_the_polyak_target_critic(batch):
 
 def test_qc_update_moves_the_target_by_polyak_averaging(batch):
     agent = qc.QCAgent.create(0, OBS, ACT, _config(qc))
-    agent = agent.replace(target_params=qc.QCAgent.create(5, OBS, ACT, _config(qc)).critic.params)
+    other = qc.QCAgent.create(5, OBS, ACT, _config(qc)).critic.state.params
+    agent = agent.replace(critic=agent.critic.replace(target_params=other))
     new, _ = agent.update(batch)
     tau = agent.config.tau
-    for old_t, p, t in zip(jax.tree.leaves(agent.target_params), jax.tree.leaves(new.critic.params),
-                           jax.tree.leaves(new.target_params)):
+    for old_t, p, t in zip(jax.tree.leaves(agent.critic.target_params), jax.tree.leaves(new.critic.state.params),
+                           jax.tree.leaves(new.critic.target_params)):
         np.testing.assert_allclose(t, (1 - tau) * old_t + tau * p, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,93 @@
+"""The chunked generative actor shared by every agent: a flow or DDPM policy with an EMA copy."""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from agents.common import masked_mean
+from networks.denoiser import ChunkMLPDenoiser
+from networks.generative import DDPM, FlowMatching, GuideFn, make_generative
+
+
+class Actor(flax.struct.PyTreeNode):
+    """A chunked flow-matching or DDPM policy ``pi(a_{t:t+H} | s_t)`` with an EMA copy.
+
+    Fields: ``state`` (params + optimizer), ``ema_params`` (used for sampling),
+    ``step`` (int32 updates so far); static: ``generative``
+    (:class:`~networks.generative.FlowMatching` or :class:`~networks.generative.DDPM`),
+    ``horizon`` H, ``action_dim`` A, ``ema_decay``.
+    """
+
+    state: train_state.TrainState
+    ema_params: flax.core.FrozenDict
+    generative: FlowMatching | DDPM = flax.struct.field(pytree_node=False)
+    horizon: int = flax.struct.field(pytree_node=False)
+    action_dim: int = flax.struct.field(pytree_node=False)
+    ema_decay: float = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, key: jax.Array, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> "Actor":
+        """Initialises the denoiser from ``config`` (``actor_hidden_dims``, ``horizon``, ``actor_lr``, ...)."""
+        net = ChunkMLPDenoiser(hidden_dims=tuple(config.actor_hidden_dims), layer_norm=config.actor_layer_norm,
+                               activation=config.get("actor_activation", "mish"))
+        params = net.init(key, jnp.zeros((1, config.horizon, action_dim)), jnp.zeros((1,)),
+                          jnp.zeros((1, obs_dim)))
+        tx = optax.adamw(config.actor_lr, weight_decay=config.actor_weight_decay)
+        if config.grad_clip > 0:
+            tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
+        state = train_state.TrainState.create(apply_fn=net.apply, params=params, tx=tx)
+        return cls(state=state, ema_params=jax.tree.map(jnp.copy, params), generative=make_generative(config),
+                   horizon=int(config.horizon), action_dim=int(action_dim), ema_decay=float(config.ema_decay))
+
+    def bc_loss(self, params, obs: jax.Array, chunk: jax.Array, weights: jax.Array, key: jax.Array) -> jax.Array:
+        """Weighted mean flow-matching / DDPM loss on ``obs [B, O]``, ``chunk [B, H, A]``, ``weights [B]``."""
+        return masked_mean(self.generative.loss(self.state.apply_fn, params, obs, chunk, key), weights)
+
+    def apply_gradients(self, grads) -> "Actor":
+        """One optimizer step plus the EMA update ``ema <- d ema + (1 - d) params``.
+
+        The decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` over update count n.
+        """
+        state = self.state.apply_gradients(grads=grads)
+        n = state.step.astype(jnp.float32)
+        decay = jnp.minimum(self.ema_decay, (1.0 + n) / (10.0 + n))
+        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, self.ema_params, state.params)
+        return self.replace(state=state, ema_params=ema)
+
+    def sample(self, obs: jax.Array, key: jax.Array, num_samples: int | None = None, params=None,
+               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+        """Samples chunks through the whole reverse chain (one ``lax.scan``).
+
+        Args:
+          obs: ``[B, O]`` normalised observations.
+          key: PRNG key.
+          num_samples: if given, N chunks per observation.
+          params: denoiser weights; ``None`` uses the EMA weights (acting,
+            targets). Pass ``self.state.params`` to differentiate a loss on the
+            samples with respect to the live weights (Diffusion-QL).
+          guide: guidance hook ``(x [M, H, A], x_hat, k) -> [M, H, A]`` added at
+            every step (see :mod:`networks.generative`), with ``M = B N`` rows
+            ordered observation-major (``jnp.repeat``).
+          remat: recompute each step in the backward pass (gradient checkpointing).
+
+        Returns:
+          ``[B, H, A]`` (or ``[B, N, H, A]``) chunks in ``[-1, 1]``.
+        """
+        params = self.ema_params if params is None else params
+        if num_samples is None:
+            return self.generative.sample(self.state.apply_fn, params, obs, key, self.horizon, self.action_dim,
+                                          guide=guide, remat=remat)
+        batch = obs.shape[0]
+        rep = jnp.repeat(obs, num_samples, axis=0)
+        chunks = self.generative.sample(self.state.apply_fn, params, rep, key, self.horizon, self.action_dim,
+                                        guide=guide, remat=remat)
+        return chunks.reshape(batch, num_samples, self.horizon, self.action_dim)
+
+    def clean_estimate(self, params, obs: jax.Array, x: jax.Array, k: jax.Array) -> jax.Array:
+        """One-step estimate of the clean chunk from ``x [B, H, A]`` at sampling index ``k`` (EDP's action)."""
+        return self.generative.clean_estimate(self.state.apply_fn, params, obs, x, k)
