@@ -60,6 +60,19 @@ def td_target(reward_sum: jax.Array, discount: jax.Array, next_q: jax.Array) -> 
     return jax.lax.stop_gradient(reward_sum + discount * next_q)
 
 
+def check_config(config) -> None:
+    """Raises ``ValueError`` naming the field: ``q_agg`` not in ('mean', 'min'), ``tau`` outside (0, 1],
+    ``q_ensemble < 1`` or ``critic_lr <= 0``."""
+    if config.q_agg not in Q_AGG:
+        raise ValueError(f"agent.q_agg must be one of {Q_AGG}, got {config.q_agg!r}")
+    if not 0.0 < config.tau <= 1.0:
+        raise ValueError(f"agent.tau must be in (0, 1], got {config.tau}")
+    if config.q_ensemble < 1:
+        raise ValueError(f"agent.q_ensemble must be >= 1, got {config.q_ensemble}")
+    if not config.critic_lr > 0:
+        raise ValueError(f"agent.critic_lr must be > 0, got {config.critic_lr}")
+
+
 class Critic(flax.struct.PyTreeNode):
     """Ensemble critic with its optimiser state and Polyak target.
 
@@ -78,14 +91,9 @@ class Critic(flax.struct.PyTreeNode):
         """Reads ``critic_hidden_dims``, ``q_ensemble``, ``critic_lr``, ``action_steps``, ``q_agg``, ``tau``.
 
         Raises:
-          ValueError: ``q_agg`` not in ('mean', 'min'), ``tau`` outside (0, 1] or ``q_ensemble < 1``.
+          ValueError: see :func:`check_config`.
         """
-        if config.q_agg not in Q_AGG:
-            raise ValueError(f"agent.q_agg must be one of {Q_AGG}, got {config.q_agg!r}")
-        if not 0.0 < config.tau <= 1.0:
-            raise ValueError(f"agent.tau must be in (0, 1], got {config.tau}")
-        if config.q_ensemble < 1:
-            raise ValueError(f"agent.q_ensemble must be >= 1, got {config.q_ensemble}")
+        check_config(config)
         net = ChunkCritic(hidden_dims=tuple(config.critic_hidden_dims), q_ensemble=config.q_ensemble)
         params = net.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, config.action_steps, action_dim)))
         state = train_state.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.critic_lr))

@@ -35,15 +35,21 @@ class QCAgent(flax.struct.PyTreeNode):
 
     METRICS = ("critic_loss", "q_mean", "bc_loss")  # what a progress line shows
 
+    @staticmethod
+    def check(config: ml_collections.ConfigDict) -> None:
+        """Raises ``ValueError`` naming the first invalid agent field (run before any training)."""
+        check_config(config)
+        critic_lib.check_config(config)
+
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict,
                actor: Actor | None = None) -> "QCAgent":
         """Builds the agent; ``actor`` (e.g. from BC pretraining) replaces a fresh one.
 
         Raises:
-          ValueError: see :func:`agents.select.check_config` and :meth:`agents.critic.Critic.create`.
+          ValueError: see :meth:`check`.
         """
-        check_config(config)
+        cls.check(config)
         k_actor, k_critic, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
         if actor is None:
             actor = Actor.create(k_actor, obs_dim, action_dim, config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents import AGENTS
+from agents import AGENTS, agent_class
 from networks.mlp import ACTIVATIONS
 
 
@@ -64,3 +64,9 @@ def validate_config(config, task) -> None:
     _require(o.buffer_capacity % e.num_envs == 0 and per_stream >= 2 * a.horizon, "online.buffer_capacity",
              f"a multiple of env.num_envs={e.num_envs} with >= {2 * a.horizon} steps per env", o.buffer_capacity)
     _require(task.action_size >= 1, "env.name", "a task with actions", config.env.name)
+    check = getattr(agent_class(config.agent_name), "check", None)
+    if check is not None:  # the agent's own fields (selection, critic, method weights)
+        try:
+            check(a)
+        except ValueError as e:
+            raise ConfigError(f"config.{e}") from None

@@ -39,3 +39,23 @@ class ChunkMLPDenoiser(nn.Module):
         h = jnp.concatenate([x.reshape(batch, horizon * action_dim), obs, temb], axis=-1)
         out = MLP(self.hidden_dims, horizon * action_dim, layer_norm=self.layer_norm, activation=self.activation)(h)
         return out.reshape(batch, horizon, action_dim)
+
+
+class ChunkOneStepPolicy(nn.Module):
+    """One-step policy ``mu(s, z)``: ``(obs [B, O], z [B, H, A]) -> chunk [B, H, A]`` (unclipped).
+
+    Flow Q-learning's distilled actor (Park et al. 2025, arXiv:2502.02538):
+    one MLP call maps a noise chunk to an action chunk, trained to match the
+    BC flow's map of the same noise while maximising Q (QC-FQL, arXiv:2507.07969).
+    """
+
+    hidden_dims: Sequence[int] = (256, 256, 256)
+    layer_norm: bool = False
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
+        batch, horizon, action_dim = z.shape
+        h = jnp.concatenate([obs, z.reshape(batch, horizon * action_dim)], axis=-1)
+        out = MLP(self.hidden_dims, horizon * action_dim, layer_norm=self.layer_norm, activation=self.activation)(h)
+        return out.reshape(batch, horizon, action_dim)

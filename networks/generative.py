@@ -6,6 +6,7 @@ Both families share one interface so that agents select them by config:
   per-sample training loss;
 * ``step(apply_fn, params, obs, x [B, H, A], k, key, guide=None) -> [B, H, A]``,
   one reverse step from sampling index ``k`` (0 = the noise end);
+* ``add_noise(chunk, k, noise)``: the forward (noising) process to index ``k``;
 * ``clean_estimate(apply_fn, params, obs, x, k) -> [B, H, A]``, the one-step
   estimate of the clean chunk from the noisy ``x`` at index ``k`` (flow:
   ``x + (1 - t) v``; DDPM: ``(x - sqrt(1 - abar) eps) / sqrt(abar)``), clipped
@@ -71,9 +72,14 @@ class FlowMatching:
         """Flow time ``t = k / K`` of sampling index ``k`` (0 at the noise end)."""
         return k / self.denoising_steps
 
+    def add_noise(self, chunk: jax.Array, k: jax.Array, noise: jax.Array) -> jax.Array:
+        """The noisy chunk at sampling index ``k [B]``: ``(1 - t) noise + t chunk``, ``t = k / K`` (``[B, H, A]``)."""
+        t = self.time(k)[:, None, None]
+        return (1 - t) * noise + t * chunk
+
     def clean_estimate(self, apply_fn: ApplyFn, params, obs, x, k) -> jax.Array:
         """One-Euler-step clean chunk ``clip(x + (1 - t) v(x, t))`` from index ``k``: ``[B, H, A]``."""
-        t = jnp.full((x.shape[0],), self.time(k))
+        t = jnp.broadcast_to(self.time(k), (x.shape[0],))
         v = apply_fn(params, x, t * FLOW_TIME_SCALE, obs)
         return jnp.clip(x + (1 - t)[:, None, None] * v, -1.0, 1.0)
 
@@ -191,10 +197,16 @@ class DDPM:
         ab_prev = jnp.where(k + 1 < self.denoising_steps, abar[ts[jnp.minimum(k + 1, len(ts) - 1)]], 1.0)
         return abar[ts[k]], ab_prev
 
+    def add_noise(self, chunk: jax.Array, k: jax.Array, noise: jax.Array) -> jax.Array:
+        """``sqrt(abar_t) chunk + sqrt(1 - abar_t) noise`` at sampling index ``k [B]`` (t = ``timesteps[k]``)."""
+        ab = self.alphas_cumprod[self.timesteps[k]][:, None, None]
+        return jnp.sqrt(ab) * chunk + jnp.sqrt(1 - ab) * noise
+
     def clean_estimate(self, apply_fn: ApplyFn, params, obs, x, k) -> jax.Array:
         """``clip((x - sqrt(1 - abar_t) eps) / sqrt(abar_t))`` at index ``k`` (DDPM Eq. 15): ``[B, H, A]``."""
-        ab, _ = self._ab(k)
-        eps = apply_fn(params, x, jnp.full((x.shape[0],), self.timesteps[k]), obs)
+        t = jnp.broadcast_to(self.timesteps[k], (x.shape[0],))
+        ab = self.alphas_cumprod[t][:, None, None]
+        eps = apply_fn(params, x, t, obs)
         return jnp.clip((x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
 
     def step(self, apply_fn: ApplyFn, params, obs, x, k, key=None, guide: GuideFn | None = None) -> jax.Array:

@@ -1,0 +1,143 @@
+"""What every off-policy method's config shares: run, env, data and phase budgets, task and size presets.
+
+Each method's file (``configs/qc.py``, ``qc_fql.py``, ``dql.py``, ``guided.py``)
+calls :func:`make` with its agent's ``get_config()`` and name, so the same
+``:preset`` means the same task, data and budget for every method.
+
+Presets after the colon, comma-separated, applied left to right: a task
+preset (``TASKS`` below: the task, its time limit and a data/online budget)
+and/or a size preset (``SIZES``):
+
+* (none)   CPU-sized default on ``point_obstacle`` with 200 demonstrations, so
+           that BC, offline RL and online RL are clearly apart (README:
+           "The default main job" has the 5-seed figures and why);
+* ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
+* ``paper``  Q-chunking paper sizes (4x512 actor and critic, N=32 in acting and
+           target, batch 256, UTD 1): for a GPU.
+
+For example ``--config=configs/dql.py:point_maze`` or ``:push_t,smoke``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, file: str) -> ml_collections.ConfigDict:
+    """The run config for ``agent_name`` with agent fields ``agent``, after the presets in ``arg``.
+
+    Raises:
+      ValueError: an unknown preset (the message lists the known ones and names ``file``).
+    """
+    c = ml_collections.ConfigDict()
+    c.agent_name = agent_name           # module under agents/ (bc: BC only, no fine-tuning)
+    c.seed = 0                          # seeds networks, env resets and sampling (not the dataset)
+    c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<time>
+    c.data_dir = "data"                 # where datasets are cached (built on first use)
+    c.pretrained = ""                   # a run folder whose BC checkpoint replaces pretraining
+    c.compilation_cache = True          # keep compiled XLA code in <data_dir>/jax_cache (a second run skips most compiling)
+    c.env = ml_collections.ConfigDict()
+    c.env.name = "point_obstacle"       # registered task (envs.names())
+    c.env.num_envs = 64                 # parallel envs during online fine-tuning
+    c.env.episode_length = 100          # time limit in control steps (truncation)
+    c.env.num_eval_episodes = 256       # episodes per evaluation (vectorized, one each)
+    c.env.num_video_episodes = 2        # rendered evaluation episodes saved at the end (0: none)
+    c.data = ml_collections.ConfigDict()
+    c.data.num_episodes = 200           # scripted-expert demonstrations (few: BC stays well below the expert)
+    c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
+    c.pretrain = ml_collections.ConfigDict()
+    c.pretrain.steps = 4_000            # BC gradient steps on the demonstrations
+    c.pretrain.log_every = 2_000        # BC steps between progress lines
+    c.offline = ml_collections.ConfigDict()
+    c.offline.steps = 1_000             # agent updates on demonstrations only, before going online
+    c.offline.log_every = 500           # offline updates between progress lines
+    c.online = ml_collections.ConfigDict()
+    c.online.env_steps = 40_000         # env steps of fine-tuning (all envs together)
+    c.online.utd_ratio = 0.125          # gradient updates per collected chunk transition
+    c.online.offline_ratio = 0.5        # share of each batch drawn from the demonstrations
+    c.online.buffer_capacity = 320_000  # online replay capacity in env steps
+    c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
+    c.online.eval_every = 25            # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
+    c.agent = agent
+    c.agent.q_agg = "min"               # pessimistic ensemble (measured in README: the mean over-estimates on little data)
+
+    presets = [p for p in (arg or "").split(",") if p and p != "default"]
+    for preset in presets:
+        if preset in TASKS:
+            _apply(c, TASKS[preset])
+        elif preset in SIZES:
+            SIZES[preset](c)
+        else:
+            raise ValueError(f"{file}: unknown preset {preset!r}; expected task presets "
+                             f"{sorted(TASKS)} and/or size presets {sorted(SIZES)}, comma-separated")
+    return c
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+    """Tiny sizes for tests (about a minute, mostly compile time)."""
+    c.env.num_envs = 8
+    c.env.num_eval_episodes = 16
+    c.env.num_video_episodes = 0
+    c.env.episode_length = 40
+    c.data.num_episodes = 40
+    c.pretrain.steps = 50
+    c.pretrain.log_every = 25
+    c.offline.steps = 10
+    c.offline.log_every = 5
+    c.online.env_steps = 8 * 5 * 6
+    c.online.utd_ratio = 0.25
+    c.online.buffer_capacity = 8 * 5 * 20
+    c.online.log_every = 3
+    c.online.eval_every = 3
+    c.agent.batch_size = 32
+    c.agent.denoising_steps = 3
+    c.agent.actor_hidden_dims = (32, 32)
+    _set_present(c.agent, {"num_samples": 4, "target_num_samples": 2, "critic_hidden_dims": (32, 32)})
+
+
+def _paper(c: ml_collections.ConfigDict) -> None:
+    """Q-chunking paper sizes, for a GPU."""
+    c.env.num_envs = 1024
+    _set_present(c.agent, {"num_samples": 32, "target_num_samples": 32, "critic_hidden_dims": (512, 512, 512, 512)})
+    c.agent.actor_hidden_dims = (512, 512, 512, 512)
+    c.online.env_steps = 1_000_000
+    c.online.utd_ratio = 1.0
+    c.online.buffer_capacity = 1_024_000
+    c.offline.steps = 100_000
+
+
+def _set_present(agent: ml_collections.ConfigDict, values: dict) -> None:
+    """Sets the fields of ``values`` that this agent has (a preset serves every method)."""
+    for field, value in values.items():
+        if field in agent:
+            agent[field] = value
+
+
+def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
+    for dotted, value in overrides.items():
+        *path, leaf = dotted.split(".")
+        node = c
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+
+
+SIZES = {"smoke": _smoke, "paper": _paper}
+
+# The budget the other task presets keep (the first default's: more data, BC and offline updates).
+_LONG = {"pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000, "online.utd_ratio": 0.25,
+         "online.eval_every": 100, "online.env_steps": 128_000}
+
+# Task presets: the task, its time limit and a data/online budget sized for the 2-core CPU.
+TASKS = {
+    "point_obstacle": {"env.name": "point_obstacle", "env.episode_length": 100},
+    "point_maze": {**_LONG, "env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
+                   "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
+    "push_t": {**_LONG, "env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},
+    "pick_place": {**_LONG, "env.name": "pick_place", "env.episode_length": 150, "data.num_episodes": 1000},
+    "pick_place_two": {**_LONG, "env.name": "pick_place_two", "env.episode_length": 300, "data.num_episodes": 1000},
+    # MuJoCo Playground locomotion through the adapter; demonstrations from a "medium" PPO policy
+    # trained here on first use (launch/policy_demos.py, about 5 minutes on the CPU); no success signal.
+    "cheetah_run": {**_LONG, "env.name": "playground:CheetahRun", "env.episode_length": 1000, "data.num_episodes": 256,
+                    "online.env_steps": 256_000, "online.buffer_capacity": 1_024_000},
+}
