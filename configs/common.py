@@ -58,8 +58,7 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c.online.buffer_capacity = 320_000  # online replay capacity in env steps
     c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
     c.online.eval_every = 25            # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
-    c.agent = agent
-    c.agent.q_agg = "min"               # pessimistic ensemble (measured in README: the mean over-estimates on little data)
+    c.agent = agent                     # the method's own defaults (agents/<method>.py get_config)
 
     presets = [p for p in (arg or "").split(",") if p and p != "default"]
     for preset in presets:

@@ -13,4 +13,6 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return common.make("guided", guided.get_config(), arg, "configs/guided.py")
+    agent = guided.get_config()
+    agent.q_agg = "min"  # as QC: its candidates are ranked (and here also steered) by the critic
+    return common.make("guided", agent, arg, "configs/guided.py")

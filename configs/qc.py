@@ -18,4 +18,6 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return common.make("qc", qc.get_config(), arg, "configs/qc.py")
+    agent = qc.get_config()
+    agent.q_agg = "min"  # pessimistic ensemble (README: the mean over-estimates on 200 demonstrations)
+    return common.make("qc", agent, arg, "configs/qc.py")

@@ -79,6 +79,25 @@ def test_smoke_run_saves_an_evaluation_video(smoke_run):
     assert path.startswith(os.path.join(run_dir, "videos")) and os.path.getsize(path) > 1000
 
 
+@pytest.mark.parametrize("method,metric", [("qc_fql", "distill_loss"), ("dql", "q_loss"), ("guided", "critic_loss")])
+def test_every_method_runs_end_to_end_through_the_same_pipeline(smoke_run, tmp_path, method, metric):
+    """``python launch/train.py --config=configs/<method>.py:smoke``: same presets, phases and run folder as QC."""
+    _, data_dir, _ = smoke_run  # the smoke dataset is built once
+    run_dir = str(tmp_path / "run")
+    proc = _train(f"--config=configs/{method}.py:smoke", f"--config.run_dir={run_dir}",
+                  f"--config.data_dir={data_dir}", "--config.online.eval_every=0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["agent"] == method and summary["dataset"]["num_episodes"] == 40
+    assert [e["stage"] for e in summary["evals"]] == ["bc", "offline_rl", "finetuned"]
+    assert all("q_start" in summary[s] for s in ("offline_rl", "finetuned"))  # every method has the critic
+    assert summary["compiles"] == {"pretrain": 1, "eval_bc": 1, "eval": 1, "offline": 1, "online": 1}
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))))
+    online = [r for r in rows if r["phase"] == "online"]
+    assert online and all(r[metric] != "" and float(r[metric]) == float(r[metric]) for r in online)
+    assert f"{metric}=" in proc.stdout  # the method's own losses in its progress lines
+
+
 def _smoke_config(tmp_path, data_dir=None):
     c = qc_config.get_config("smoke")
     c.run_dir, c.data_dir = str(tmp_path / "run"), data_dir or str(tmp_path / "data")
@@ -90,6 +109,7 @@ def _smoke_config(tmp_path, data_dir=None):
     ("agent.num_samples", 0, "agent.num_samples"),
     ("agent.horizon", 41, "agent.horizon.*episode_length"),
     ("online.offline_ratio", 1.5, "online.offline_ratio"),
+    ("agent.selection", "median", "agent.selection"),  # an agent's own field, checked before any work
     ("agent.actor_activation", "tanh", "agent.actor_activation"),
 ])
 def test_bad_values_fail_before_any_work(tmp_path, field, value, match):
