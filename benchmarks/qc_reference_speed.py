@@ -1,6 +1,6 @@
-"""QC best-of-N update and acting time at the paper's sizes, ours beside the published code.
+"""QC (best-of-N) and QC-FQL update and acting time at the paper's sizes, ours beside the published code.
 
-    python benchmarks/qc_reference_speed.py [--reference=/path/to/qc] [--rounds=3] [--iters=3]
+    python benchmarks/qc_reference_speed.py [--method=qc|qc_fql] [--reference=/path/to/qc] [--rounds=3] [--iters=3]
 
 Sizes (issue 7, the Q-chunking paper's): obs 28, action 5, H = h = 5, batch
 256, actor and critic 4x512, N = 32 candidates for acting and for the TD
@@ -34,6 +34,9 @@ _ITERS = flags.DEFINE_integer("iters", 3, "timed updates per block (acting: 20x 
 _ACTIVATION = flags.DEFINE_string("actor_activation", "mish", "our denoiser's nonlinearity (the reference uses gelu)")
 _SIDE = flags.DEFINE_enum("side", "both", ["both", "ours", "reference"],
                           "internal: time one side only, in this process (the driver runs each side in a subprocess)")
+_METHOD = flags.DEFINE_enum("method", "qc", ["qc", "qc_fql"],
+                            "qc: best-of-N (reference actor_type 'best-of-n'); qc_fql: one-step policy "
+                            "(reference actor_type 'distill-ddpg', alpha 100)")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "fresh processes per side, alternating ours / reference; medians count")
 
 OBS, ACT, H, BATCH, N, WIDTH, DEPTH, FLOW_STEPS = 28, 5, 5, 256, 32, 512, 4, 10
@@ -93,17 +96,21 @@ def ours(iters: int) -> dict:
     sys.path.insert(0, ROOT)
     import jax.numpy as jnp
 
-    from agents import qc
+    from agents import qc, qc_fql
 
-    c = qc.get_config()
+    module = qc_fql if _METHOD.value == "qc_fql" else qc
+    c = module.get_config()
     c.horizon = c.action_steps = H
-    c.batch_size, c.num_samples, c.target_num_samples, c.denoising_steps = BATCH, N, N, FLOW_STEPS
+    c.batch_size, c.denoising_steps = BATCH, FLOW_STEPS
+    if _METHOD.value == "qc":
+        c.num_samples, c.target_num_samples = N, N
     c.actor_hidden_dims = c.critic_hidden_dims = (WIDTH,) * DEPTH
     c.actor_activation = _ACTIVATION.value
     b = _random_batch()
     batch = {**b, "critic_actions": b["actions"], "reward_sum": jnp.zeros(BATCH), "discount": jnp.full(BATCH, 0.95),
              "valid": jnp.ones(BATCH), "terminated": jnp.zeros(BATCH, bool)}
-    return _measure(qc.QCAgent.create(0, OBS, ACT, c), batch, lambda a, o, k: a.sample_actions(o, k), iters)
+    agent = (qc_fql.QCFQLAgent if _METHOD.value == "qc_fql" else qc.QCAgent).create(0, OBS, ACT, c)
+    return _measure(agent, batch, lambda a, o, k: a.sample_actions(o, k), iters)
 
 
 def _reference_here(path: str, iters: int) -> dict:
@@ -125,7 +132,8 @@ def _reference_here(path: str, iters: int) -> dict:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     cfg = mod.get_config()
-    cfg.actor_type, cfg.actor_num_samples, cfg.horizon_length, cfg.batch_size = "best-of-n", N, H, BATCH
+    cfg.actor_type = "distill-ddpg" if _METHOD.value == "qc_fql" else "best-of-n"
+    cfg.actor_num_samples, cfg.horizon_length, cfg.batch_size = N, H, BATCH
     cfg.flow_steps = FLOW_STEPS
     cfg.actor_hidden_dims = cfg.value_hidden_dims = (WIDTH,) * DEPTH
     # unbatched example inputs, as its main.py passes them
@@ -140,7 +148,7 @@ def _reference_here(path: str, iters: int) -> dict:
 def _side(side: str, iters: int) -> dict:
     """Times one side in a fresh process (the reference's ``agents`` package shadows ours)."""
     args = [sys.executable, os.path.abspath(__file__), f"--side={side}", f"--iters={iters}",
-            f"--actor_activation={_ACTIVATION.value}"]
+            f"--actor_activation={_ACTIVATION.value}", f"--method={_METHOD.value}"]
     if side == "reference":
         args.append(f"--reference={os.path.abspath(_REFERENCE.value)}")
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT if side == "ours" else _REFERENCE.value)
@@ -163,20 +171,21 @@ def main(_):
     print(f"QC best-of-N at the paper's sizes: obs {OBS}, A {ACT}, H = h = {H}, batch {BATCH}, "
           f"{DEPTH}x{WIDTH} actor and critic, N = {N} (acting and target), {FLOW_STEPS} flow steps; "
           f"jax {jax.__version__}, {os.cpu_count()} CPUs")
-    print(f"our actor's nonlinearity: {_ACTIVATION.value}; {_ROUNDS.value} rounds of fresh processes, "
+    print(f"method {_METHOD.value}; our actor's nonlinearity: {_ACTIVATION.value}; {_ROUNDS.value} rounds of fresh processes, "
           "alternating sides (single processes differ by up to 1.4x on a shared host)")
+    label = f"best-of-{N} chunk" if _METHOD.value == "qc" else "one-step chunk"
     sides = ["ours"] + (["reference"] if _REFERENCE.value else [])
     runs = {side: [] for side in sides}
     for r in range(_ROUNDS.value):
         for side in sides:
             runs[side].append(_side(side, _ITERS.value))
             x = runs[side][-1]
-            print(f"  round {r}: {side:9s} update {x['update_s']:.3f} s   best-of-{N} chunk at batch 1 "
+            print(f"  round {r}: {side:9s} update {x['update_s']:.3f} s   {label} at batch 1 "
                   f"{x['act_ms']:.2f} ms   (first calls incl. compile: {x['update_first_call_s']:.1f} s, "
                   f"{x['act_first_call_s']:.1f} s)", flush=True)
     results = {side: {key: float(np.median([x[key] for x in xs])) for key in xs[0]} for side, xs in runs.items()}
     for name, r in results.items():
-        print(f"  median {name:9s} update {r['update_s']:.3f} s   best-of-{N} chunk {r['act_ms']:.2f} ms")
+        print(f"  median {name:9s} update {r['update_s']:.3f} s   {label} {r['act_ms']:.2f} ms")
     if "reference" in results:
         o, r = results["ours"], results["reference"]
         print(f"  ours / reference: update {o['update_s'] / r['update_s']:.2f}x, "

@@ -176,10 +176,12 @@ def test_dql_q_gradient_moves_samples_toward_what_the_critic_prefers(q_action, b
     assert results[5.0] > results[0.0] + 1.0, results
 
 
-@pytest.mark.parametrize("sampler", [FlowMatching(denoising_steps=6), DDPM(train_steps=60, denoising_steps=6)],
-                         ids=["flow", "ddpm"])
-def test_guidance_raises_q_grows_with_w_and_is_exact_at_zero(sampler):
-    agent = guided.GuidedAgent.create(0, OBS, ACT, _config(guided, num_samples=1))
+@pytest.mark.parametrize("sampler,guide_at", [(FlowMatching(denoising_steps=6), "clean"),
+                                              (DDPM(train_steps=60, denoising_steps=6), "clean"),
+                                              (FlowMatching(denoising_steps=6), "noisy")],
+                         ids=["flow", "ddpm", "flow-noisy"])
+def test_guidance_raises_q_grows_with_w_and_is_exact_at_zero(sampler, guide_at):
+    agent = guided.GuidedAgent.create(0, OBS, ACT, _config(guided, num_samples=1, guide_at=guide_at))
     agent = agent.replace(critic=_fixed_critic(agent, GOAL))
     obs = jax.random.normal(jax.random.PRNGKey(3), (128, OBS))
     actor = agent.actor.replace(generative=sampler)
