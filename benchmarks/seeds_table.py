@@ -1,6 +1,7 @@
 """Multi-seed table of a run's phases with 95% bootstrap confidence intervals.
 
     python benchmarks/seeds_table.py runs/qc_point_obstacle_s0_* runs/qc_point_obstacle_s1_* ...
+    python benchmarks/seeds_table.py --by_method runs/*      # one row per method (EDP apart from DQL)
 
 Reads each run folder's ``summary.json`` and prints a Markdown table: success
 after BC, after offline RL and after online fine-tuning per seed, the online
@@ -51,7 +52,42 @@ def table(run_dirs: list[str]) -> str:
     return "\n".join([head, sep, *rows, mean])
 
 
+def method_name(run_dir: str) -> str:
+    """The method a run folder holds: its agent, with DQL's one-step variant named EDP."""
+    s = json.load(open(os.path.join(run_dir, "summary.json")))
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    if s["agent"] == "dql" and config["agent"].get("q_action") == "one_step":
+        return "edp"
+    return s["agent"]
+
+
+def methods_table(run_dirs: list[str]) -> str:
+    """One row per method: mean success after BC, offline RL and online RL [95% bootstrap CI over seeds]."""
+    groups: dict[str, list[dict]] = {}
+    for d in run_dirs:
+        groups.setdefault(method_name(d), []).append(json.load(open(os.path.join(d, "summary.json"))))
+
+    def cell(v):
+        lo, hi = bootstrap_ci(v)
+        return f"{np.mean(v):.3f} [{lo:.3f}, {hi:.3f}]"
+
+    lines = ["| method | seeds | BC | offline RL | online RL | online - BC | per seed (BC / offline / online) | wall (in run) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, runs in groups.items():
+        runs = sorted(runs, key=lambda s: s["seed"])
+        cols = {k: [s[k]["success"] for s in runs] for k, _ in PHASES}
+        gain = [f - b for f, b in zip(cols["finetuned"], cols["bc"])]
+        per_seed = "; ".join(f"{s['bc']['success']:.2f} / {s['offline_rl']['success']:.2f} / "
+                             f"{s['finetuned']['success']:.2f}" for s in runs)
+        lines.append(f"| {name} | {','.join(str(s['seed']) for s in runs)} | " + " | ".join(cell(cols[k]) for k, _ in PHASES)
+                     + f" | {cell(gain)} | {per_seed} | {np.mean([s['wall_time_s'] for s in runs]):.0f} s |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit("usage: python benchmarks/seeds_table.py RUN_DIR [RUN_DIR ...]")
-    print(table(sys.argv[1:]))
+    args = sys.argv[1:]
+    by_method = "--by_method" in args
+    args = [a for a in args if a != "--by_method"]
+    if not args:
+        raise SystemExit("usage: python benchmarks/seeds_table.py [--by_method] RUN_DIR [RUN_DIR ...]")
+    print(methods_table(args) if by_method else table(args))

@@ -117,7 +117,7 @@ def test_td_target_with_each_target_action_rule_by_hand(name, batch):
     agent = _with_distinct_weights(cls.create(0, OBS, ACT, _config(module, **overrides)))
     key = jax.random.PRNGKey(9)
     _, info = agent.critic.update(batch, agent.target_rule, key)
-    candidates = _hand_candidates(name, agent, batch["next_obs"], key)
+    candidates = jax.jit(_hand_candidates, static_argnums=0)(name, agent, batch["next_obs"], key)
     target, loss = _expected_target(agent, batch, candidates, agent.config.q_agg)
     np.testing.assert_allclose(float(info["target_mean"]), float(target.mean()), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(info["critic_loss"]), loss, rtol=1e-4)
