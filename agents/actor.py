@@ -60,7 +60,7 @@ class Actor(flax.struct.PyTreeNode):
         return self.replace(state=state, ema_params=ema)
 
     def sample(self, obs: jax.Array, key: jax.Array, num_samples: int | None = None, params=None,
-               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+               guide: GuideFn | None = None, remat: bool = False, unroll: bool = False) -> jax.Array:
         """Samples chunks through the whole reverse chain (one ``lax.scan``).
 
         Args:
@@ -74,6 +74,7 @@ class Actor(flax.struct.PyTreeNode):
             every step (see :mod:`networks.generative`), with ``M = B N`` rows
             ordered observation-major (``jnp.repeat``).
           remat: recompute each step in the backward pass (gradient checkpointing).
+          unroll: unroll the chain's scan (short chains: faster, slower to compile).
 
         Returns:
           ``[B, H, A]`` (or ``[B, N, H, A]``) chunks in ``[-1, 1]``.
@@ -81,11 +82,11 @@ class Actor(flax.struct.PyTreeNode):
         params = self.ema_params if params is None else params
         if num_samples is None:
             return self.generative.sample(self.state.apply_fn, params, obs, key, self.horizon, self.action_dim,
-                                          guide=guide, remat=remat)
+                                          guide=guide, remat=remat, unroll=unroll)
         batch = obs.shape[0]
         rep = jnp.repeat(obs, num_samples, axis=0)
         chunks = self.generative.sample(self.state.apply_fn, params, rep, key, self.horizon, self.action_dim,
-                                        guide=guide, remat=remat)
+                                        guide=guide, remat=remat, unroll=unroll)
         return chunks.reshape(batch, num_samples, self.horizon, self.action_dim)
 
     def clean_estimate(self, params, obs: jax.Array, x: jax.Array, k: jax.Array) -> jax.Array:

@@ -78,12 +78,13 @@ class DQLAgent(flax.struct.PyTreeNode):
     def target_rule(self, next_obs: jax.Array, key: jax.Array) -> jax.Array:
         """Chunks of the EMA (target) actor at ``next_obs``: ``[B, N, H, A]``, N = 1 or ``target_num_samples``."""
         n = self.config.target_num_samples if self.config.max_q_backup else 1
-        return self.actor.sample(next_obs, key, n)
+        return self.actor.sample(next_obs, key, n, unroll=self.config.get("unroll_chain", False))
 
     def policy_chunk(self, params, obs: jax.Array, chunk: jax.Array, key: jax.Array) -> jax.Array:
         """``a_pi [B, H, A]`` for the Q term, differentiable in ``params`` (see the module docstring)."""
         if self.config.q_action == "chain":
-            return self.actor.sample(obs, key, params=params, remat=self.config.remat_chain)
+            return self.actor.sample(obs, key, params=params, remat=self.config.remat_chain,
+                                     unroll=self.config.get("unroll_chain", False))
         k_step, k_noise = jax.random.split(key)
         steps = self.actor.generative.denoising_steps
         k = jax.random.randint(k_step, (obs.shape[0],), 0, steps)
@@ -121,7 +122,8 @@ class DQLAgent(flax.struct.PyTreeNode):
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
         """``num_samples`` chunks of the EMA actor, one selected by ``selection``: ``[B, O] -> [B, H, A]``."""
         k_sample, k_select = jax.random.split(key)
-        candidates = self.actor.sample(obs, k_sample, self.config.num_samples)
+        candidates = self.actor.sample(obs, k_sample, self.config.num_samples,
+                                       unroll=self.config.get("unroll_chain", False))
         return choose(candidates, self.critic.value, obs, self.config, k_select)
 
 
@@ -131,6 +133,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eta = 1.0                        # weight of the normalised Q term (paper: 1.0 on D4RL locomotion)
     c.q_action = "chain"               # 'chain': backprop through the reverse chain (DQL); 'one_step': EDP
     c.remat_chain = False              # gradient checkpointing of the chain in the Q term
+    c.unroll_chain = False             # unroll every chain (Q term, target, acting): faster for short chains, longer compile
     c.q_agg = "min"                    # clipped double Q for targets and selection (the paper)
     c.max_q_backup = False             # target: max over target_num_samples EMA-actor samples (the paper's option)
     c.target_num_samples = 10          # samples of the max-Q backup (used when max_q_backup)

@@ -84,7 +84,7 @@ def _best_rate(fn, iters: int, blocks: int = 3) -> float:
     return 1.0 / best
 
 
-def dql_ours(q_action: str, iters: int) -> float:
+def dql_ours(q_action: str, iters: int, unroll: bool = False) -> float:
     import jax
     import jax.numpy as jnp
 
@@ -94,7 +94,7 @@ def dql_ours(q_action: str, iters: int) -> float:
     c.horizon = c.action_steps = 1
     c.batch_size, c.actor_hidden_dims, c.critic_hidden_dims = BATCH, (WIDTH,) * 3, (WIDTH,) * 3
     c.generative, c.noise_schedule, c.train_denoising_steps, c.denoising_steps, c.ddim_eta = "ddpm", "vp", K, K, 1.0
-    c.q_action = q_action
+    c.q_action, c.unroll_chain = q_action, unroll
     agent = jax.device_put(dql.DQLAgent.create(0, STATE, ACTION, c), jax.devices()[0])
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     actions = jax.random.uniform(k[1], (BATCH, 1, ACTION), minval=-1, maxval=1)
@@ -159,13 +159,16 @@ def main(_):
         print(f"Diffusion-QL: state {STATE}, action {ACTION}, batch {BATCH}, 3x{WIDTH} Mish, VP K = {K}")
         results["dql_chain_iters_per_s"] = dql_ours("chain", _ITERS.value)
         print(f"  ours, Q through the chain (DQL): {results['dql_chain_iters_per_s']:.1f} it/s", flush=True)
+        results["dql_chain_unrolled_iters_per_s"] = dql_ours("chain", _ITERS.value, unroll=True)
+        print(f"  ours, the same, unroll_chain=True: {results['dql_chain_unrolled_iters_per_s']:.1f} it/s", flush=True)
         results["dql_one_step_iters_per_s"] = dql_ours("one_step", _ITERS.value)
         print(f"  ours, one-step estimate (EDP):   {results['dql_one_step_iters_per_s']:.1f} it/s", flush=True)
         if _REF.value:
             ref = dql_reference(_ITERS.value)
             results["dql_reference"] = ref
             print(f"  published PyTorch code:          {ref['iters_per_s']:.1f} it/s "
-                  f"(ours {results['dql_chain_iters_per_s'] / ref['iters_per_s']:.2f}x its rate)")
+                  f"(ours {results['dql_chain_iters_per_s'] / ref['iters_per_s']:.2f}x its rate, "
+                  f"unrolled {results['dql_chain_unrolled_iters_per_s'] / ref['iters_per_s']:.2f}x)")
     if _PART.value in ("all", "latency"):
         print("chunk latency at batch 1 (CPU default sizes, point_obstacle shapes):")
         results["latency_ms"] = latency()

@@ -18,6 +18,7 @@ Both families share one interface so that agents select them by config:
 ``params`` is always explicit (an agent passes its live weights to
 differentiate through the chain, as Diffusion-QL does, or its EMA weights to
 act); the chain is differentiable with respect to ``params`` and ``noise``,
+``unroll=True`` unrolls the scan (faster for short chains, slower to compile),
 and ``remat=True`` recomputes each step in the backward pass instead of
 storing its activations (for long chains).
 
@@ -94,19 +95,25 @@ class FlowMatching:
         return x + dt * v
 
     def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
-                    remat: bool = False) -> jax.Array:
+                    remat: bool = False, unroll: bool = False) -> jax.Array:
         """Deterministic map from ``noise [B, H, A]`` to a chunk ``[B, H, A]`` (Euler, ``lax.scan``)."""
-        return _chain(self, apply_fn, params, obs, noise, None, guide, remat)
+        return _chain(self, apply_fn, params, obs, noise, None, guide, remat, unroll)
 
     def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int,
-               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+               guide: GuideFn | None = None, remat: bool = False, unroll: bool = False) -> jax.Array:
         """Chunks ``[B, H, A]`` from fresh noise drawn with ``key``."""
         noise = jax.random.normal(key, (obs.shape[0], horizon, action_dim))
-        return self.sample_from(apply_fn, params, obs, noise, guide=guide, remat=remat)
+        return self.sample_from(apply_fn, params, obs, noise, guide=guide, remat=remat, unroll=unroll)
 
 
-def _chain(sampler, apply_fn, params, obs, x, key, guide, remat) -> jax.Array:
-    """The reverse chain: ``denoising_steps`` calls of ``sampler.step`` in one ``lax.scan``, clipped output."""
+def _chain(sampler, apply_fn, params, obs, x, key, guide, remat, unroll=False) -> jax.Array:
+    """The reverse chain: ``denoising_steps`` calls of ``sampler.step`` in one ``lax.scan``, clipped output.
+
+    ``unroll=True`` writes the steps out one by one with the step index as a
+    Python constant, so schedule lookups and branches fold at compile time: a
+    larger graph (longer compile) that runs faster for short chains of small
+    networks (Diffusion-QL's K = 5 at 3x256: about 1.25x more updates/s here).
+    """
     steps = sampler.denoising_steps
     keys = jax.random.split(key, steps) if key is not None else jnp.zeros((steps, 2), jnp.uint32)
 
@@ -114,9 +121,15 @@ def _chain(sampler, apply_fn, params, obs, x, key, guide, remat) -> jax.Array:
         k, step_key = inputs
         return sampler.step(apply_fn, params, obs, x, k, step_key if key is not None else None, guide), None
 
-    if remat:
-        body = jax.checkpoint(body)
-    x, _ = jax.lax.scan(body, x, (jnp.arange(steps, dtype=jnp.int32), keys))
+    if unroll:
+        for k in range(steps):
+            def one(x, step_key, k=k):
+                return sampler.step(apply_fn, params, obs, x, k, step_key if key is not None else None, guide)
+
+            x = (jax.checkpoint(one) if remat else one)(x, keys[k])
+    else:
+        x, _ = jax.lax.scan(jax.checkpoint(body) if remat else body, x,
+                            (jnp.arange(steps, dtype=jnp.int32), keys))
     return jnp.clip(x, -1.0, 1.0)
 
 
@@ -228,18 +241,18 @@ class DDPM:
         return out
 
     def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
-                    remat: bool = False) -> jax.Array:
+                    remat: bool = False, unroll: bool = False) -> jax.Array:
         """The DDIM chain from ``noise [B, H, A]`` (``key``: the steps' noise, needed when ``eta > 0``)."""
         if self.eta > 0 and key is None:
             raise ValueError("DDPM.sample_from: eta > 0 needs a key for the steps' noise")
-        return _chain(self, apply_fn, params, obs, noise, key, guide, remat)
+        return _chain(self, apply_fn, params, obs, noise, key, guide, remat, unroll)
 
     def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int,
-               guide: GuideFn | None = None, remat: bool = False) -> jax.Array:
+               guide: GuideFn | None = None, remat: bool = False, unroll: bool = False) -> jax.Array:
         """Chunks ``[B, H, A]``: fresh noise and step noise drawn from ``key``."""
         k_init, k_loop = jax.random.split(key)
         x = jax.random.normal(k_init, (obs.shape[0], horizon, action_dim))
-        return self.sample_from(apply_fn, params, obs, x, key=k_loop, guide=guide, remat=remat)
+        return self.sample_from(apply_fn, params, obs, x, key=k_loop, guide=guide, remat=remat, unroll=unroll)
 
 
 SCHEDULES = {"squaredcos_cap_v2": cosine_alphas_cumprod, "linear": linear_alphas_cumprod,

@@ -109,6 +109,23 @@ def test_sampler_recovers_both_modes_not_the_mean(sampler):
     assert np.mean(np.abs(centre) < 0.2) < 0.1  # hardly any sample at the mean of the modes
 
 
+@pytest.mark.parametrize("sampler", [FlowMatching(denoising_steps=5),
+                                     DDPM(train_steps=5, denoising_steps=5, schedule="vp", eta=1.0)], ids=["flow", "ddpm"])
+def test_unrolled_chain_equals_the_scanned_one_with_its_gradient(sampler):
+    net = ChunkMLPDenoiser(hidden_dims=(32, 32))
+    obs = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+    params = net.init(jax.random.PRNGKey(1), jnp.zeros((1, 4, 2)), jnp.zeros((1,)), jnp.zeros((1, 3)))
+
+    def out(p, unroll):
+        return sampler.sample(net.apply, p, obs, jax.random.PRNGKey(2), 4, 2, unroll=unroll)
+
+    np.testing.assert_allclose(out(params, True), out(params, False), atol=1e-5)
+    g_unrolled = jax.grad(lambda p: out(p, True).sum())(params)
+    g_scanned = jax.grad(lambda p: out(p, False).sum())(params)
+    for a, b in zip(jax.tree.leaves(g_unrolled), jax.tree.leaves(g_scanned)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_mse_regressor_collapses_to_the_mean():
     net = MLP((128, 128), 8)
     params = net.init(jax.random.PRNGKey(1), jnp.zeros((1, 1)))
