@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 AGENTS = {"bc": "BCAgent", "qc": "QCAgent", "qc_fql": "QCFQLAgent", "dql": "DQLAgent",
-          "guided": "GuidedAgent"}  # config.agent_name -> class in agents/<agent_name>.py
+          "guided": "GuidedAgent", "dppo": "DPPOAgent", "ppo": "PPOAgent"}  # config.agent_name -> class in agents/<agent_name>.py
 
 
 def agent_class(name: str):

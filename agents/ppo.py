@@ -21,10 +21,13 @@ GAE(lambda) advantages (Schulman et al. 2015, arXiv:1506.02438):
   the observation statistics, computes GAE once, then ``num_epochs`` passes
   of ``num_minibatches`` shuffled minibatches, all inside one ``jax.jit``.
 
-Episode ends: ``terminated`` steps do not bootstrap, ``truncated`` ones
-(time limit) bootstrap with ``V(next_obs)`` of the episode's last
-observation; neither lets the advantage recursion run into the next episode
-(:func:`gae`).
+GAE, the clipped surrogate and the minibatch scan are the on-policy core
+shared with DPPO (:mod:`agents.onpolicy`); the rollout comes from the same
+loop (:func:`launch.loops.make_onpolicy_iterations`) as a chunk of one
+action (``horizon = action_steps = 1``). Episode ends: ``terminated`` steps
+do not bootstrap, ``truncated`` ones (time limit) bootstrap with
+``V(next_obs)`` of the episode's last observation; neither lets the
+advantage recursion run into the next episode.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import optax
 from flax.training import train_state
 
 from agents.common import StaticConfig
+from agents.onpolicy import RunningNorm, clipped_surrogate, gae, minibatch_epochs, normalize
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "silu": nn.silu, "relu": nn.relu}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -87,34 +91,6 @@ class ValueNet(nn.Module):
         return _MLP(self.hidden_dims, 1, self.activation, out_scale=1.0)(obs)[..., 0]
 
 
-class RunningNorm(flax.struct.PyTreeNode):
-    """Running mean/variance of observations ``[O]`` (``count`` observations seen so far)."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @classmethod
-    def create(cls, obs_dim: int) -> RunningNorm:
-        return cls(mean=jnp.zeros(obs_dim), var=jnp.ones(obs_dim), count=jnp.zeros(()))
-
-    def update(self, obs: jax.Array) -> RunningNorm:
-        """Merges the statistics of ``obs [..., O]`` (Chan, Golub, LeVeque 1979)."""
-        x = obs.reshape(-1, obs.shape[-1])
-        n = jnp.asarray(x.shape[0], jnp.float32)
-        mean, var = x.mean(0), x.var(0)
-        total = self.count + n
-        delta = mean - self.mean
-        new_mean = self.mean + delta * n / total
-        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
-        return self.replace(mean=new_mean, var=m2 / total, count=total)
-
-    def __call__(self, obs: jax.Array, clip: float = 10.0) -> jax.Array:
-        """Standardises ``obs [..., O]`` and clips to ``[-clip, clip]`` (identity before any update)."""
-        std = jnp.where(self.count > 0, jnp.sqrt(self.var + 1e-8), 1.0)
-        return jnp.clip((obs - self.mean) / std, -clip, clip)
-
-
 def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
     """``log N(u; mean, exp(log_std)^2)`` summed over the last axis: ``[..., A] -> [...]``."""
     z = (u - mean) * jnp.exp(-log_std)
@@ -124,40 +100,6 @@ def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.
 def gaussian_entropy(log_std: jax.Array) -> jax.Array:
     """Entropy (nats) of a diagonal Gaussian with ``log_std [A]``: a scalar."""
     return jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e))
-
-
-def gae(reward: jax.Array, value: jax.Array, next_value: jax.Array, terminated: jax.Array,
-        truncated: jax.Array, discount: float, lam: float) -> tuple[jax.Array, jax.Array]:
-    """Generalised advantage estimation over a rollout (Schulman et al. 2015, Eq. 16).
-
-    ``delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)`` and
-    ``A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}`` with
-    ``done_t = terminated_t | truncated_t`` and ``A_T = 0``. ``s'_t`` is the
-    observation the step led to (the episode's last one when it ended, not
-    the reset), so a truncated step bootstraps from ``V(s'_t)`` while a
-    terminated one does not; neither chains into the next episode.
-
-    Args:
-      reward, value, next_value: ``[T, N]`` float (``value = V(s_t)``,
-        ``next_value = V(s'_t)``).
-      terminated, truncated: ``[T, N]`` bool.
-      discount: gamma per step.
-      lam: lambda.
-
-    Returns:
-      ``(advantages [T, N], returns [T, N])`` with ``returns = advantages + value``.
-    """
-    terminated = terminated.astype(jnp.float32)
-    done = jnp.maximum(terminated, truncated.astype(jnp.float32))
-    delta = reward + discount * (1.0 - terminated) * next_value - value
-
-    def body(next_adv, x):
-        delta_t, done_t = x
-        adv = delta_t + discount * lam * (1.0 - done_t) * next_adv
-        return adv, adv
-
-    _, adv = jax.lax.scan(body, jnp.zeros_like(delta[0]), (delta, done), reverse=True)
-    return adv, adv + value
 
 
 def _optimizer(config) -> optax.GradientTransformation:
@@ -184,17 +126,40 @@ class PPOAgent(flax.struct.PyTreeNode):
     action_dim: int = flax.struct.field(pytree_node=False)
     config: StaticConfig = flax.struct.field(pytree_node=False)
 
+    METRICS = ("value_loss", "approx_kl", "std")  # what a progress line shows
+    ON_POLICY = True
+    FROM_SCRATCH = True  # no BC actor: trained from a random policy, without demonstrations
+
+    @staticmethod
+    def check(config: ml_collections.ConfigDict) -> None:
+        """Raises ValueError (``'agent.<field>: ...'``) for an invalid PPO field."""
+        checks = [
+            (config.squash in ("tanh", "clip"), "squash", "'tanh' or 'clip'", config.squash),
+            (config.activation in _ACTIVATIONS, "activation", f"one of {sorted(_ACTIVATIONS)}", config.activation),
+            (config.horizon == 1 and config.action_steps == 1, "horizon", "1 (one action per step, action_steps 1)",
+             config.horizon),
+            (config.rollout_length >= 1, "rollout_length", ">= 1", config.rollout_length),
+            (config.num_epochs >= 1, "num_epochs", ">= 1", config.num_epochs),
+            (config.num_minibatches >= 1, "num_minibatches", ">= 1", config.num_minibatches),
+            (0.0 <= config.gae_lambda <= 1.0, "gae_lambda", "in [0, 1]", config.gae_lambda),
+            (config.clip_eps > 0, "clip_eps", "> 0", config.clip_eps),
+            (config.init_std > 0, "init_std", "> 0", config.init_std),
+        ]
+        for ok, field, expected, value in checks:
+            if not ok:
+                raise ValueError(f"agent.{field}: expected {expected}, got {value!r}")
+
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict) -> PPOAgent:
-        """Builds the agent for observations ``[O]`` and actions ``[A]`` in ``[-1, 1]``.
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict,
+               actor=None, num_envs: int = 1) -> PPOAgent:
+        """Builds the agent for observations ``[O]`` and actions ``[A]`` in ``[-1, 1]`` (``actor``,
+        ``num_envs``: unused, the pipeline's common signature).
 
         Raises:
-          ValueError: ``config.squash`` or ``config.activation`` unknown.
+          ValueError: an invalid field (see :meth:`check`), e.g. ``agent.squash``.
         """
-        if config.squash not in ("tanh", "clip"):
-            raise ValueError(f"agent.squash must be 'tanh' or 'clip', got {config.squash!r}")
-        if config.activation not in _ACTIVATIONS:
-            raise ValueError(f"agent.activation must be one of {sorted(_ACTIVATIONS)}, got {config.activation!r}")
+        del actor, num_envs
+        cls.check(config)
         rng, k_pi, k_v = jax.random.split(jax.random.PRNGKey(seed), 3)
         policy, value = _nets(config, action_dim)
         dummy = jnp.zeros((1, obs_dim))
@@ -218,16 +183,21 @@ class PPOAgent(flax.struct.PyTreeNode):
         return jnp.tanh(u) if self.config.squash == "tanh" else jnp.clip(u, -1.0, 1.0)
 
     @jax.jit
-    def act(self, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Samples ``u ~ pi(. | obs [N, O])``; returns ``(env action [N, A] in [-1, 1], u [N, A])``."""
+    def act(self, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+        """Samples ``u ~ pi(. | obs [N, O])``: ``(chunk [N, 1, A] = squash(u) in [-1, 1], {'u': u [N, A]})``."""
         mean, log_std = self._dist(self.state.params, obs)
         u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-        return self.squash(u), u
+        return self.squash(u)[:, None], {"u": u}
 
     @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """Stochastic one-step chunk: ``obs [B, O] -> [B, 1, A]`` in ``[-1, 1]``."""
-        return self.act(obs, key)[0][:, None]
+        """The evaluation policy, a one-step chunk ``obs [B, O] -> [B, 1, A]``.
+
+        The squashed mean with ``eval_deterministic`` (default), else a sample.
+        """
+        if self.config.eval_deterministic:
+            return self.mean_actions(obs)
+        return self.act(obs, key)[0]
 
     @jax.jit
     def mean_actions(self, obs: jax.Array) -> jax.Array:
@@ -235,7 +205,7 @@ class PPOAgent(flax.struct.PyTreeNode):
         return self.squash(self._dist(self.state.params, obs)[0])[:, None]
 
     @jax.jit
-    def value(self, obs: jax.Array) -> jax.Array:
+    def state_value(self, obs: jax.Array) -> jax.Array:
         """``V(obs)``: ``[..., O] -> [...]`` (in units of scaled reward)."""
         return self._value(self.state.params, obs)
 
@@ -245,18 +215,13 @@ class PPOAgent(flax.struct.PyTreeNode):
         c = self.config
         mean, log_std = self._dist(params, mb["obs"])
         logp = gaussian_log_prob(mb["u"], mean, log_std)
-        ratio = jnp.exp(logp - mb["logp"])
-        adv = mb["adv"]
-        if c.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg_loss = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - c.clip_eps, 1 + c.clip_eps) * adv))
+        adv = normalize(mb["adv"]) if c.normalize_advantages else mb["adv"]
+        pg_loss, info = clipped_surrogate(logp, mb["logp"], adv, c.clip_eps)
         v = self._value(params, mb["obs"])
         v_loss = 0.5 * jnp.mean((v - mb["ret"]) ** 2)
         entropy = gaussian_entropy(log_std)
         loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy
-        info = {"pg_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
-                "approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
-                "clip_frac": jnp.mean(jnp.abs(ratio - 1) > c.clip_eps), "std": jnp.exp(log_std).mean()}
+        info.update(pg_loss=pg_loss, value_loss=v_loss, entropy=entropy, std=jnp.exp(log_std).mean())
         return loss, info
 
     @jax.jit
@@ -264,10 +229,10 @@ class PPOAgent(flax.struct.PyTreeNode):
         """PPO update on one rollout of ``T`` steps in ``N`` envs.
 
         Args:
-          rollout: ``obs [T, N, O]``, ``u [T, N, A]`` (pre-squash samples),
-            ``reward [T, N]``, ``next_obs [T, N, O]`` (the observation each
-            step led to, before any auto-reset), ``terminated``,
-            ``truncated`` ``[T, N]`` bool.
+          rollout: :data:`agents.onpolicy.ROLLOUT_FIELDS` ``[T, N, ...]``
+            (``reward``, ``discount = gamma (1 - terminated)``, ``done``,
+            ``obs``, ``next_obs``: the observation each step led to, before any
+            auto-reset) plus ``u [T, N, A]`` (pre-squash samples from :meth:`act`).
 
         Returns:
           the new agent and scalar metrics (losses, entropy, KL, clip
@@ -287,24 +252,17 @@ class PPOAgent(flax.struct.PyTreeNode):
         mean, log_std = agent._dist(params, rollout["obs"])
         logp = gaussian_log_prob(rollout["u"], mean, log_std)
         value, next_value = agent._value(params, rollout["obs"]), agent._value(params, rollout["next_obs"])
-        adv, ret = gae(rollout["reward"] * c.reward_scale, value, next_value, rollout["terminated"],
-                       rollout["truncated"], c.discount, c.gae_lambda)
+        adv, ret = gae(rollout["reward"] * c.reward_scale, value, next_value, rollout["discount"],
+                       rollout["done"], c.gae_lambda)
         flat = jax.tree.map(lambda x: x.reshape((T * N,) + x.shape[2:]),
                             {"obs": rollout["obs"], "u": rollout["u"], "logp": logp, "adv": adv, "ret": ret})
-        size = T * N // c.num_minibatches
 
         def minibatch(state, mb):
             grads, info = jax.grad(agent.replace(state=state)._loss, has_aux=True)(state.params, mb)
             return state.apply_gradients(grads=grads), info
 
-        def epoch(state, key):
-            perm = jax.random.permutation(key, T * N)
-            mbs = jax.tree.map(lambda x: x[perm].reshape((c.num_minibatches, size) + x.shape[1:]), flat)
-            return jax.lax.scan(minibatch, state, mbs)
-
         rng, key = jax.random.split(agent.rng)
-        state, info = jax.lax.scan(epoch, agent.state, jax.random.split(key, c.num_epochs))
-        info = jax.tree.map(jnp.mean, info)
+        state, info = minibatch_epochs(agent.state, flat, key, c.num_epochs, T * N // c.num_minibatches, minibatch)
         info["value_mean"] = value.mean()
         return agent.replace(rng=rng, state=state), info
 
@@ -317,6 +275,9 @@ def _nets(config, action_dim: int) -> tuple[GaussianPolicy, ValueNet]:
 def get_config() -> ml_collections.ConfigDict:
     """PPO hyperparameters (standard MuJoCo defaults; presets in ``configs/ppo.py`` tune a few)."""
     c = ml_collections.ConfigDict()
+    c.horizon = 1                      # one action per policy call (the on-policy loop sees a chunk of 1)
+    c.action_steps = 1
+    c.eval_deterministic = True        # evaluate the squashed mean (False: sample the policy)
     c.rollout_length = 32              # T: env steps per env between updates
     c.num_epochs = 4                   # passes over each rollout
     c.num_minibatches = 8              # minibatches per pass (must divide T x num_envs)

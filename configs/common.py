@@ -23,8 +23,15 @@ from __future__ import annotations
 import ml_collections
 
 
-def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, file: str) -> ml_collections.ConfigDict:
+def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, file: str, on_policy: bool = False,
+         from_scratch: bool = False, presets: dict | None = None) -> ml_collections.ConfigDict:
     """The run config for ``agent_name`` with agent fields ``agent``, after the presets in ``arg``.
+
+    ``on_policy`` drops what only replay-based fine-tuning uses (the offline
+    phase, UTD and offline ratios, the replay capacity); ``from_scratch``
+    also drops the demonstrations and BC pretraining. ``presets`` adds the
+    method's own named presets (functions of the config) to ``TASKS`` and
+    ``SIZES``; a preset's fields that the config lacks are skipped.
 
     Raises:
       ValueError: an unknown preset (the message lists the known ones and names ``file``).
@@ -59,50 +66,46 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c.online.log_every = 25             # iterations (one chunk in every env) between progress lines
     c.online.eval_every = 25            # iterations between evaluations (+ checkpoints) while fine-tuning (0: end only)
     c.agent = agent                     # the method's own defaults (agents/<method>.py get_config)
+    if on_policy:  # iterations of rollout + PPO update: no replay, no offline phase
+        del c["offline"]
+        for field in ("utd_ratio", "offline_ratio", "buffer_capacity"):
+            del c.online[field]
+        c.online.log_every = 2          # iterations (rollout + update) between progress lines
+        c.online.eval_every = 4         # iterations between evaluations (+ checkpoints) (0: end only)
+    if from_scratch:
+        del c["data"], c["pretrain"], c["pretrained"]
 
-    presets = [p for p in (arg or "").split(",") if p and p != "default"]
-    for preset in presets:
-        if preset in TASKS:
+    own = presets or {}
+    for preset in [p for p in (arg or "").split(",") if p and p != "default"]:
+        if preset in own:
+            own[preset](c)
+        elif preset in TASKS:
             _apply(c, TASKS[preset])
         elif preset in SIZES:
             SIZES[preset](c)
         else:
             raise ValueError(f"{file}: unknown preset {preset!r}; expected task presets "
-                             f"{sorted(TASKS)} and/or size presets {sorted(SIZES)}, comma-separated")
+                             f"{sorted(TASKS)}, size presets {sorted(SIZES)} or {sorted(own)}, comma-separated")
     return c
 
 
 def _smoke(c: ml_collections.ConfigDict) -> None:
     """Tiny sizes for tests (about a minute, mostly compile time)."""
-    c.env.num_envs = 8
-    c.env.num_eval_episodes = 16
-    c.env.num_video_episodes = 0
-    c.env.episode_length = 40
-    c.data.num_episodes = 40
-    c.pretrain.steps = 50
-    c.pretrain.log_every = 25
-    c.offline.steps = 10
-    c.offline.log_every = 5
-    c.online.env_steps = 8 * 5 * 6
-    c.online.utd_ratio = 0.25
-    c.online.buffer_capacity = 8 * 5 * 20
-    c.online.log_every = 3
-    c.online.eval_every = 3
+    _apply(c, {"env.num_envs": 8, "env.num_eval_episodes": 16, "env.num_video_episodes": 0, "env.episode_length": 40,
+               "data.num_episodes": 40, "pretrain.steps": 50, "pretrain.log_every": 25, "offline.steps": 10,
+               "offline.log_every": 5, "online.env_steps": 8 * 5 * 6, "online.utd_ratio": 0.25,
+               "online.buffer_capacity": 8 * 5 * 20, "online.log_every": 3, "online.eval_every": 3})
     c.agent.batch_size = 32
-    c.agent.denoising_steps = 3
-    c.agent.actor_hidden_dims = (32, 32)
-    _set_present(c.agent, {"num_samples": 4, "target_num_samples": 2, "critic_hidden_dims": (32, 32)})
+    _set_present(c.agent, {"denoising_steps": 3, "actor_hidden_dims": (32, 32), "num_samples": 4,
+                           "target_num_samples": 2, "critic_hidden_dims": (32, 32)})
 
 
 def _paper(c: ml_collections.ConfigDict) -> None:
     """Q-chunking paper sizes, for a GPU."""
-    c.env.num_envs = 1024
-    _set_present(c.agent, {"num_samples": 32, "target_num_samples": 32, "critic_hidden_dims": (512, 512, 512, 512)})
-    c.agent.actor_hidden_dims = (512, 512, 512, 512)
-    c.online.env_steps = 1_000_000
-    c.online.utd_ratio = 1.0
-    c.online.buffer_capacity = 1_024_000
-    c.offline.steps = 100_000
+    _set_present(c.agent, {"num_samples": 32, "target_num_samples": 32, "critic_hidden_dims": (512, 512, 512, 512),
+                           "actor_hidden_dims": (512, 512, 512, 512)})
+    _apply(c, {"env.num_envs": 1024, "online.env_steps": 1_000_000, "online.utd_ratio": 1.0,
+               "online.buffer_capacity": 1_024_000, "offline.steps": 100_000})
 
 
 def _set_present(agent: ml_collections.ConfigDict, values: dict) -> None:
@@ -113,12 +116,16 @@ def _set_present(agent: ml_collections.ConfigDict, values: dict) -> None:
 
 
 def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
+    """Sets dotted fields; those this config lacks (e.g. ``offline.*`` of an on-policy method) are skipped."""
     for dotted, value in overrides.items():
         *path, leaf = dotted.split(".")
         node = c
         for part in path:
-            node = node[part]
-        node[leaf] = value
+            node = node.get(part)
+            if node is None:
+                break
+        if node is not None and leaf in node:
+            node[leaf] = value
 
 
 SIZES = {"smoke": _smoke, "paper": _paper}

@@ -93,10 +93,12 @@ def _run_dir(config) -> str:
 
 
 def _actor_meta(config, obs_size: int, action_size: int) -> dict:
+    """What a checkpoint must agree on with the config that restores it (the policy's architecture)."""
     keys = ("generative", "horizon", "actor_hidden_dims", "actor_layer_norm", "actor_activation", "denoising_steps",
-            "train_denoising_steps", "noise_schedule")
+            "train_denoising_steps", "noise_schedule",  # generative actors
+            "policy_hidden_dims", "value_hidden_dims", "activation", "squash")  # Gaussian PPO
     return {"env": config.env.name, "obs_size": obs_size, "action_size": action_size,
-            "agent": {k: config.agent[k] for k in keys}}
+            "agent": {k: config.agent[k] for k in keys if k in config.agent}}
 
 
 def evaluate(eval_fn, agent, key, log) -> dict:
@@ -132,6 +134,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
         dataset does not fit the task, or a ``pretrained`` checkpoint does not
         match the config. All are raised before any training.
       NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
+      FileExistsError: ``run_dir`` already holds a checkpoint (never overwritten).
     """
     t_start = time.time()
     task = envs.make(config.env.name)
@@ -143,28 +146,39 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     AgentClass = agent_class(config.agent_name)
 
     run_dir = _run_dir(config)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+        raise FileExistsError(f"config.run_dir: {run_dir} already holds a trained agent ({ckpt_dir}); choose "
+                              "another run_dir or delete that folder")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     log(f"run folder: {run_dir}")
 
-    # 1. Demonstrations (built on first use, then loaded from the cache).
-    steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
-                                config.data_dir, log=log)
-    with open(os.path.join(run_dir, "dataset_card.json"), "w") as f:
-        json.dump(card, f, indent=2)
-    log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
-        f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
-    normalizer = Normalizer.from_data(steps["obs"], steps["action"])
-    bc_agent = BCAgent.create(config.seed, obs_size, action_size, agent_cfg)
+    # 1. Demonstrations (built on first use, then loaded from the cache); none for an agent trained from scratch.
+    from_scratch = getattr(AgentClass, "FROM_SCRATCH", False)
     meta = _actor_meta(config, obs_size, action_size)
-    if config.pretrained:  # checked before any training; the stored normaliser replaces the new one
-        log(f"restoring the pretrained BC agent from {config.pretrained}")
-        bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
-                                          normalizer, {**meta, "phase": "bc"}, step=0)
-    offline = _committed(ReplayBuffer.from_steps(normalizer.steps(
-        {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
-    log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
+    bc_agent, offline = None, None
+    if from_scratch:
+        card = {}
+        normalizer = Normalizer.identity(obs_size, action_size)
+        log(f"{config.agent_name} starts from scratch: no demonstrations, no BC pretraining")
+    else:
+        steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
+                                    config.data_dir, log=log)
+        with open(os.path.join(run_dir, "dataset_card.json"), "w") as f:
+            json.dump(card, f, indent=2)
+        log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
+            f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
+        normalizer = Normalizer.from_data(steps["obs"], steps["action"])
+        bc_agent = BCAgent.create(config.seed, obs_size, action_size, agent_cfg)
+        if config.pretrained:  # checked before any training; the stored normaliser replaces the new one
+            log(f"restoring the pretrained BC agent from {config.pretrained}")
+            bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
+                                              normalizer, {**meta, "phase": "bc"}, step=0)
+        offline = _committed(ReplayBuffer.from_steps(normalizer.steps(
+            {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
+        log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
 
     logger = Logger(run_dir)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
@@ -174,24 +188,38 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
                "dataset": card, "timings_s": {}, "compiles": {}}
 
-    # 2. BC pretraining (unless a pretrained agent was restored).
-    if not config.pretrained:
-        log(f"BC pretraining: {config.pretrain.steps} steps, batch {agent_cfg.batch_size}, "
-            f"{agent_cfg.generative}")
-        bc_agent = _update_phase("pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
-                                 config.pretrain.log_every, config, logger, log, summary, ("bc_loss",))
-    ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
-
-    # 3. Evaluate BC.
-    t0 = time.time()
-    eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
-                                                      agent_cfg.discount), (bc_agent, k_eval_bc), summary, log)
-    summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
-    summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
-    _record_eval("bc", 0, summary["bc"], logger, summary, run_dir)
+    # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
+    if not from_scratch:
+        if not config.pretrained:
+            log(f"BC pretraining: {config.pretrain.steps} steps, batch {agent_cfg.batch_size}, "
+                f"{agent_cfg.generative}")
+            bc_agent = _update_phase("pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
+                                     config.pretrain.log_every, config, logger, log, summary, ("bc_loss",))
+        ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
+        t0 = time.time()
+        eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
+                                                          agent_cfg.discount), (bc_agent, k_eval_bc), summary, log)
+        summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
+        summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
+        _record_eval("bc", 0, summary["bc"], logger, summary, run_dir)
 
     if config.agent_name == "bc":
         _videos(config, task, normalizer, bc_agent, run_dir, "bc", summary, log)
+        return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+    if getattr(AgentClass, "ON_POLICY", False):  # 4'. on-policy fine-tuning (or training from scratch)
+        agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
+                                             actor=None if bc_agent is None else bc_agent.actor,
+                                             num_envs=config.env.num_envs))
+        eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
+                                                       agent_cfg.discount), (agent, k_eval_ft), summary, log)
+        agent = _onpolicy(config, agent, task, normalizer, k_env, k_online, eval_ft, logger, ckpt, meta, log,
+                          summary)
+        t0 = time.time()
+        summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
+        summary["timings_s"]["eval_finetuned"] = time.time() - t0
+        _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
+        _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
         return _finish(summary, run_dir, t_start, logger, ckpt, log)
 
     # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
@@ -214,6 +242,26 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
     _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
     return _finish(summary, run_dir, t_start, logger, ckpt, log)
+
+
+def restore_agent(run_dir: str, config, step: int | None = None):
+    """``(agent, normaliser)`` from a run folder's checkpoint (the last one unless ``step``), checked against ``config``.
+
+    Works for agents that ``create`` without a pretrained actor (Gaussian PPO,
+    and any agent whose template needs only the config).
+
+    Raises:
+      FileNotFoundError: no checkpoint; launch.checkpoint.CheckpointMismatchError: another config.
+    """
+    task = envs.make(config.env.name)
+    obs_size, action_size = int(task.observation_size), int(task.action_size)
+    template = agent_class(config.agent_name).create(config.seed, obs_size, action_size, config.agent,
+                                                     num_envs=config.env.num_envs)
+    phase = "bc" if config.agent_name == "bc" else "online"
+    agent, normalizer, _ = restore(os.path.join(run_dir, "checkpoints"), template,
+                                   Normalizer.identity(obs_size, action_size),
+                                   {**_actor_meta(config, obs_size, action_size), "phase": phase}, step=step)
+    return agent, normalizer
 
 
 _STAGE_CODE = {"bc": 0, "offline_rl": 1, "online": 2, "finetuned": 3}  # metrics.csv holds numbers only
@@ -335,6 +383,66 @@ def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logge
     return agent
 
 
+def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt, meta, log, summary):
+    """On-policy training: iterations of ``rollout_length`` chunk steps in every env, then one PPO update.
+
+    Runs :func:`launch.loops.make_onpolicy_iterations` in compiled calls of
+    ``online.log_every`` iterations until ``online.env_steps`` (rounded up to
+    whole calls); evaluates and checkpoints every ``online.eval_every``
+    iterations. Records success/return against env steps and wall time.
+    """
+    cfg, acfg = config.online, config.agent
+    num_envs, h, T = config.env.num_envs, acfg.action_steps, acfg.rollout_length
+    env = VecEnv(task, num_envs, config.env.episode_length)
+    per_iter = num_envs * T * h
+    total_iters = max(1, -(-cfg.env_steps // per_iter))
+    log_every = max(1, min(cfg.log_every, total_iters))
+    total_iters = -(-total_iters // log_every) * log_every
+    log(f"on-policy {config.agent_name}: {total_iters} iterations x {num_envs} envs x {T} chunks x {h} steps = "
+        f"{total_iters * per_iter} env steps (at most; episodes may end chunks early), "
+        f"{acfg.num_epochs} epochs per iteration")
+    fn = loops.make_onpolicy_iterations(env, normalizer, rollout_length=T, action_steps=h,
+                                        discount=acfg.discount, num_iters=log_every)
+    env_state = _committed(env.reset(k_env))
+    fn = _compile("onpolicy", fn, (agent, env_state, key), summary, log)
+    key, k_eval = jax.random.split(key)
+    iters, env_steps, episodes, successes, t_loop = 0, 0, 0.0, 0.0, 0.0
+    t_start = time.time()
+    while iters < total_iters:
+        key, k = jax.random.split(key)
+        t_call = time.time()
+        agent, env_state, m = fn(agent, env_state, k)
+        m = jax.tree.map(float, m)
+        dt = time.time() - t_call
+        t_loop += dt
+        iters += log_every
+        env_steps += int(m["env_steps"])
+        _check_finite("onpolicy", env_steps, m)
+        episodes, successes = episodes + m["episodes"], successes + m["successes"]
+        row = {k_: v for k_, v in m.items() if k_ not in ("return_sum", "length_sum")}
+        if m["episodes"]:  # no column when no episode ended in this call
+            row.update(train_success=m["successes"] / m["episodes"], episode_return=m["return_sum"] / m["episodes"],
+                       episode_length=m["length_sum"] / m["episodes"])
+        row.update(env_steps_per_s=m["env_steps"] / dt, wall_s=time.time() - t_start)
+        logger.log("online", env_steps, row)
+        log(format_line("online", env_steps, row, ("train_success", "episode_return", *type(agent).METRICS,
+                                                    "env_steps_per_s")))
+        if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
+            k_eval, k = jax.random.split(k_eval)
+            result = evaluate(eval_fn, agent, k, log)
+            result["wall_s"] = time.time() - t_start
+            _record_eval("online", env_steps, result, logger, summary, summary["run_dir"])
+            ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
+    ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
+    summary["online"] = {
+        "env_steps": env_steps, "iterations": iters, "train_episodes": episodes,
+        "train_success": successes / max(episodes, 1.0), "env_steps_per_s": env_steps / max(t_loop, 1e-9),
+        "wall_s": time.time() - t_start,
+    }
+    summary["timings_s"]["online_loop"] = t_loop
+    return agent
+
+
 def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
     summary["wall_time_s"] = time.time() - t_start
     summary["peak_rss_mib"] = _peak_rss_mib()
@@ -347,8 +455,9 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
                 f"(mean return {summary[name]['return']:.1f})")
 
     lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})",
-             f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}",
-             f"  success after BC:          {rate('bc')}"]
+             f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}"]
+    if "bc" in summary:
+        lines.append(f"  success after BC:          {rate('bc')}")
     if "offline_rl" in summary:
         lines.append(f"  success after offline RL:  {rate('offline_rl')}")
     if "finetuned" in summary:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from envs.chunk import execute_chunk, rollout_episodes
 from envs.wrappers import VecEnv
 from replay.buffer import ReplayBuffer, sample_mixed_steps
-from replay.chunks import training_batch
+from replay.chunks import chunk_transition, training_batch
 from replay.normalizer import Normalizer
 
 
@@ -90,6 +90,58 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     # same bool as info['terminated'] and info['success']); jit then hands back one buffer twice,
     # and donating it on the next call fails. It is small next to the agent and the buffer.
     return jax.jit(fn, donate_argnums=(0, 2))
+
+
+def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_length: int, action_steps: int,
+                             discount: float, num_iters: int) -> Callable:
+    """The on-policy loop shared by every on-policy agent (Gaussian PPO, DPPO): ``num_iters`` iterations, one jit.
+
+    One iteration: ``rollout_length`` (T) chunk steps in each of the ``N``
+    envs, each ``agent.act(normalised obs [N, O], key) -> (chunk [N, H, A],
+    extras)`` followed by :func:`envs.chunk.execute_chunk` of ``action_steps``
+    actions (auto-reset after an episode end); then one ``agent.update``
+    on the ``[T, N]`` rollout of chunk transitions: ``obs``, ``reward``
+    (``sum_k gamma^k r_k``), ``discount`` (``gamma^n (1 - terminated)``),
+    ``done``, ``next_obs`` (normalised; before any reset) and the agent's
+    ``extras`` (:mod:`agents.onpolicy`). The update's epochs and minibatches
+    run inside the same compiled call.
+
+    Returns:
+      ``fn(agent, env_state, key) -> (agent, env_state, metrics)``: metrics
+      are sums (``episodes``, ``successes``, ``return_sum``, ``length_sum``,
+      ``env_steps``) or means (the update's) over the iterations. The agent
+      is donated.
+    """
+
+    def iteration(carry, key):
+        agent, env_state = carry
+
+        def step(env_state, k):
+            k_act, k_reset = jax.random.split(k)
+            obs = normalizer.obs(env_state.obs)
+            chunk, extras = agent.act(obs, k_act)
+            env_state, steps = execute_chunk(env, env_state, normalizer.unnormalize_action(chunk),
+                                             action_steps, k_reset)
+            tr = chunk_transition(steps, discount)
+            record = {"obs": obs, "reward": tr["reward_sum"], "discount": tr["discount"], "done": tr["done"],
+                      "next_obs": normalizer.obs(tr["next_obs"]), **extras}
+            ended = steps["episode_end"]
+            stats = {"episodes": ended.sum(), "successes": steps["episode_success"].sum(),
+                     "return_sum": jnp.where(ended, steps["episode_return"], 0.0).sum(),
+                     "length_sum": jnp.where(ended, steps["episode_length"], 0).sum(),
+                     "env_steps": steps["valid"].sum()}
+            return env_state, (record, stats)
+
+        env_state, (rollout, stats) = jax.lax.scan(step, env_state, jax.random.split(key, rollout_length))
+        agent, info = agent.update(rollout)
+        return (agent, env_state), {**info, **jax.tree.map(jnp.sum, stats)}
+
+    def fn(agent, env_state, key):
+        (agent, env_state), metrics = jax.lax.scan(iteration, (agent, env_state), jax.random.split(key, num_iters))
+        sums = ("episodes", "successes", "return_sum", "length_sum", "env_steps")
+        return agent, env_state, {k: v.sum() if k in sums else v.mean() for k, v in metrics.items()}
+
+    return jax.jit(fn, donate_argnums=(0,))
 
 
 def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0) -> Callable:

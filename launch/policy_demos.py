@@ -30,7 +30,7 @@ import envs
 from configs import ppo as ppo_configs
 from envs import dataset as dataset_lib
 from envs.demos import collect_episodes, episode_stats
-from launch import ppo as ppo_loop
+from launch import experiment
 
 # task -> configs/ppo.py preset (its env_steps is the fixed "medium" budget); others use the default
 PRESETS = {"playground:CheetahRun": "cheetah_run", "playground:CartpoleBalance": "cartpole_balance"}
@@ -58,7 +58,7 @@ class _AgentPolicy:
         return {"mode": jnp.int32(-1)}
 
     def act(self, agent, plan: dict, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
-        return agent.act(obs[None], key)[0][0], plan
+        return agent.act(obs[None], key)[0][0, 0], plan
 
 
 def collect_policy_episodes(agent, task: str, num_episodes: int, seed: int, episode_length: int | None = None,
@@ -89,7 +89,7 @@ def return_stats(episodes: list[dict]) -> dict:
 def _demonstrator(config, log):
     """Restores the policy from ``config.run_dir`` if it holds a finished checkpoint, else trains it."""
     try:
-        agent = ppo_loop.restore_agent(config.run_dir, config)
+        agent, _ = experiment.restore_agent(config.run_dir, config)
     except FileNotFoundError:
         pass
     else:
@@ -99,9 +99,11 @@ def _demonstrator(config, log):
             with open(summary_path) as f:
                 return agent, json.load(f)
         return agent, None
-    log(f"  training the PPO demonstrator: {config.train.env_steps} env steps, {config.env.num_envs} envs "
+    log(f"  training the PPO demonstrator: {config.online.env_steps} env steps, {config.env.num_envs} envs "
         f"(run folder {config.run_dir})")
-    return ppo_loop.train(config, log=log)
+    summary = experiment.run(config, log=log)
+    agent, _ = experiment.restore_agent(config.run_dir, config)
+    return agent, summary
 
 
 def ppo_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print, config=None) -> tuple[dict, dict]:
@@ -134,7 +136,7 @@ def ppo_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=prin
     if not config.run_dir:
         config.run_dir = os.path.join(data_dir, f"{name}_policy")
     metadata = {"task": task, "seed": seed, "expert": "ppo",
-                "policy": {"algorithm": "ppo", "env_steps": int(config.train.env_steps),
+                "policy": {"algorithm": "ppo", "env_steps": int(config.online.env_steps),
                            "num_envs": int(config.env.num_envs), "episode_length": int(config.env.episode_length),
                            "run_dir": os.path.abspath(config.run_dir)}}
 
@@ -143,9 +145,8 @@ def ppo_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=prin
         t0 = time.time()
         agent, summary = _demonstrator(config, log)
         if summary is not None:
-            metadata["policy"].update(train_wall_s=summary["timings_s"]["total"], env_steps=summary["env_steps"],
-                                      eval_return_deterministic=summary["eval"]["deterministic"]["return_mean"],
-                                      eval_return_stochastic=summary["eval"]["stochastic"]["return_mean"])
+            metadata["policy"].update(train_wall_s=summary["wall_time_s"], env_steps=summary["online"]["env_steps"],
+                                      eval_return=summary["finetuned"]["return"])
         episodes = collect_policy_episodes(agent, task, num_episodes, seed + 1, config.env.episode_length)
         metadata.update(episode_stats(episodes))
         metadata["return"] = return_stats(episodes)

@@ -25,10 +25,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every file operation at INFO
-    if _CONFIG.value.agent_name == "ppo":  # the on-policy Gaussian baseline has its own loop
-        from launch.ppo import run
-    else:
-        from launch.experiment import run
+    from launch.experiment import run
+
     run(_CONFIG.value, log=lambda msg: print(msg, flush=True))
 
 

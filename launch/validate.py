@@ -19,7 +19,9 @@ def validate_config(config, task) -> None:
     """Raises :class:`ConfigError` naming the first invalid field.
 
     Checks chunk sizes (``1 <= action_steps <= horizon <= episode_length``),
-    sample counts, batch and buffer sizes, ratios and step budgets.
+    the generative actor's fields (when the agent has one), batch and buffer
+    sizes, ratios and step budgets of the phases the config has, then the
+    agent's own fields (its ``check``).
     """
     a, e = config.agent, config.env
     _require(config.agent_name in AGENTS, "agent_name", f"one of {sorted(AGENTS)}",
@@ -30,41 +32,45 @@ def validate_config(config, task) -> None:
     _require(e.episode_length >= 1, "env.episode_length", ">= 1", e.episode_length)
     _require(a.horizon <= e.episode_length, "agent.horizon",
              f"<= env.episode_length={e.episode_length} (a chunk cannot be longer than an episode)", a.horizon)
-    _require(a.batch_size >= 1, "agent.batch_size", ">= 1", a.batch_size)
+    if "batch_size" in a:
+        _require(a.batch_size >= 1, "agent.batch_size", ">= 1", a.batch_size)
     _require(0.0 < a.discount <= 1.0, "agent.discount", "in (0, 1]", a.discount)
-    _require(a.denoising_steps >= 1, "agent.denoising_steps", ">= 1", a.denoising_steps)
-    _require(a.generative in ("flow", "ddpm"), "agent.generative", "'flow' or 'ddpm'", a.generative)
-    _require(a.get("actor_activation", "mish") in ACTIVATIONS, "agent.actor_activation",
-             f"one of {sorted(ACTIVATIONS)}", a.get("actor_activation"))
-    if a.generative == "ddpm":
-        _require(a.denoising_steps <= a.train_denoising_steps, "agent.denoising_steps",
-                 f"<= train_denoising_steps={a.train_denoising_steps}", a.denoising_steps)
-    for field in ("num_samples", "target_num_samples"):
-        if field in a:
-            _require(a[field] >= 1, f"agent.{field}", ">= 1", a[field])
-    if "tau" in a:
-        _require(0.0 < a.tau <= 1.0, "agent.tau", "in (0, 1]", a.tau)
+    if "generative" in a:  # a chunked generative actor
+        _require(a.denoising_steps >= 1, "agent.denoising_steps", ">= 1", a.denoising_steps)
+        _require(a.generative in ("flow", "ddpm"), "agent.generative", "'flow' or 'ddpm'", a.generative)
+        _require(a.get("actor_activation", "mish") in ACTIVATIONS, "agent.actor_activation",
+                 f"one of {sorted(ACTIVATIONS)}", a.get("actor_activation"))
+        if a.generative == "ddpm":
+            _require(a.denoising_steps <= a.train_denoising_steps, "agent.denoising_steps",
+                     f"<= train_denoising_steps={a.train_denoising_steps}", a.denoising_steps)
     _require(e.num_envs >= 1, "env.num_envs", ">= 1", e.num_envs)
     _require(e.num_eval_episodes >= 1, "env.num_eval_episodes", ">= 1", e.num_eval_episodes)
     _require(e.get("num_video_episodes", 0) >= 0, "env.num_video_episodes", ">= 0 (0: no videos)",
              e.get("num_video_episodes"))
-    _require(config.data.num_episodes >= 1, "data.num_episodes", ">= 1", config.data.num_episodes)
-    _require(config.pretrain.steps >= 0, "pretrain.steps", ">= 0", config.pretrain.steps)
-    _require(config.offline.steps >= 0, "offline.steps", ">= 0", config.offline.steps)
+    if "data" in config:
+        _require(config.data.num_episodes >= 1, "data.num_episodes", ">= 1", config.data.num_episodes)
     for phase in ("pretrain", "offline"):
-        _require(config[phase].log_every >= 1, f"{phase}.log_every", ">= 1", config[phase].log_every)
+        if phase in config:
+            _require(config[phase].steps >= 0, f"{phase}.steps", ">= 0", config[phase].steps)
+            _require(config[phase].log_every >= 1, f"{phase}.log_every", ">= 1", config[phase].log_every)
     o = config.online
-    _require(0.0 <= o.offline_ratio <= 1.0, "online.offline_ratio", "in [0, 1]", o.offline_ratio)
-    _require(o.utd_ratio > 0, "online.utd_ratio", "> 0", o.utd_ratio)
     _require(o.log_every >= 1, "online.log_every", ">= 1", o.log_every)
     _require(o.eval_every >= 0, "online.eval_every", ">= 0 (0: evaluate at the end only)", o.eval_every)
     _require(o.env_steps >= e.num_envs * a.action_steps, "online.env_steps",
              f">= num_envs * action_steps = {e.num_envs * a.action_steps}", o.env_steps)
-    per_stream = o.buffer_capacity // e.num_envs
-    _require(o.buffer_capacity % e.num_envs == 0 and per_stream >= 2 * a.horizon, "online.buffer_capacity",
-             f"a multiple of env.num_envs={e.num_envs} with >= {2 * a.horizon} steps per env", o.buffer_capacity)
+    if "utd_ratio" in o:  # replay-based fine-tuning
+        _require(0.0 <= o.offline_ratio <= 1.0, "online.offline_ratio", "in [0, 1]", o.offline_ratio)
+        _require(o.utd_ratio > 0, "online.utd_ratio", "> 0", o.utd_ratio)
+        per_stream = o.buffer_capacity // e.num_envs
+        _require(o.buffer_capacity % e.num_envs == 0 and per_stream >= 2 * a.horizon, "online.buffer_capacity",
+                 f"a multiple of env.num_envs={e.num_envs} with >= {2 * a.horizon} steps per env",
+                 o.buffer_capacity)
     _require(task.action_size >= 1, "env.name", "a task with actions", config.env.name)
-    check = getattr(agent_class(config.agent_name), "check", None)
+    AgentClass = agent_class(config.agent_name)
+    if getattr(AgentClass, "ON_POLICY", False) and "num_minibatches" in a:
+        _require((a.rollout_length * e.num_envs) % a.num_minibatches == 0, "agent.num_minibatches",
+                 f"a divisor of rollout_length x num_envs = {a.rollout_length * e.num_envs}", a.num_minibatches)
+    check = getattr(AgentClass, "check", None)
     if check is not None:  # the agent's own fields (selection, critic, method weights)
         try:
             check(a)

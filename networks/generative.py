@@ -232,13 +232,48 @@ class DDPM:
         if guide is not None:
             x_hat = jnp.clip((x - jnp.sqrt(1 - ab) * jax.lax.stop_gradient(eps)) / jnp.sqrt(ab), -1.0, 1.0)
             eps = eps - jnp.sqrt(1 - ab) * guide(x, x_hat, k)
-        x0 = jnp.clip((x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
-        eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
-        sigma = self.eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-        out = jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps
+        out, sigma = self._posterior(x, eps, ab, ab_prev, self.eta)
         if self.eta > 0:
             out = out + sigma * jax.random.normal(key, x.shape)
         return out
+
+    @staticmethod
+    def _posterior(x, eps, ab, ab_prev, eta):
+        """DDIM's step (Song et al. 2021, Eq. 12) from ``x`` and predicted ``eps``: ``(mean [B, H, A], sigma)``.
+
+        The clean estimate is clipped to ``[-1, 1]`` and ``eps`` recomputed
+        from it; ``sigma = eta sqrt((1 - ab_prev) / (1 - ab) (1 - ab / ab_prev))``.
+        With ``eta = 1`` and every training timestep this is DDPM's posterior
+        ``q(x_{t-1} | x_t, x0)`` (Ho et al. 2020, Eq. 6-7).
+        """
+        x0 = jnp.clip((x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab), -1.0, 1.0)
+        eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
+        sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+        return jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps, sigma
+
+    def step_distribution(self, apply_fn: ApplyFn, params, obs, x, k, eta: float | None = None
+                          ) -> tuple[jax.Array, jax.Array]:
+        """One reverse step from index ``k`` as a Gaussian policy over the next noisy chunk (DPPO, Ren et al. 2024).
+
+        Args:
+          apply_fn, params: the denoiser.
+          obs: ``[B, O]``; x: ``[B, H, A]`` the chunk at sampling index ``k``.
+          k: int scalar (static or traced) or ``[B]`` int32 per row.
+          eta: DDIM stochasticity of this step (``None``: the sampler's).
+
+        Returns:
+          ``(mean [B, H, A], std)``: the step's mean and its unfloored std
+          (``sigma``, broadcastable to the mean: a scalar, or ``[B, 1, 1]``
+          for a per-row ``k``). The last step (``k = K - 1``) has ``std = 0``.
+        """
+        eta = self.eta if eta is None else eta
+        k = jnp.asarray(k)
+        ab, ab_prev = self._ab(k)
+        if k.ndim == 1:
+            ab, ab_prev = ab[:, None, None], ab_prev[:, None, None]
+        t = jnp.broadcast_to(self.timesteps[k], (x.shape[0],))
+        eps = apply_fn(params, x, t, obs)
+        return self._posterior(x, eps, ab, ab_prev, eta)
 
     def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
                     remat: bool = False, unroll: bool = False) -> jax.Array:
@@ -253,6 +288,100 @@ class DDPM:
         k_init, k_loop = jax.random.split(key)
         x = jax.random.normal(k_init, (obs.shape[0], horizon, action_dim))
         return self.sample_from(apply_fn, params, obs, x, key=k_loop, guide=guide, remat=remat, unroll=unroll)
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """Elementwise ``log N(x; mean, std^2)`` (nats), ``std`` broadcastable to ``x``."""
+    z = (x - mean) / std
+    return -0.5 * z**2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+def policy_chain(sampler: DDPM, apply_fn: ApplyFn, base_params, ft_params, ft_steps: int, obs: jax.Array,
+                 key: jax.Array, horizon: int, action_dim: int, min_std: float = 0.1,
+                 noise_clip: float = 3.0, deterministic: bool = False, eta: float | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
+    """Samples chunks with the reverse chain as a sequence of Gaussian policies (DPPO's inner MDP).
+
+    Steps ``k < K - K'`` run the frozen ``base_params``, the last ``K' =
+    ft_steps`` the fine-tuned ``ft_params``. Each step draws ``x_{k+1} = mean
+    + max(std, min_std) clip(z, -noise_clip, noise_clip)``, ``z ~ N(0, I)``
+    (:meth:`DDPM.step_distribution`; DPPO's ``min_sampling_std`` floor and
+    noise clipping), or ``x_{k+1} = mean`` when ``deterministic``.
+
+    Args:
+      sampler: the DDPM sampler (its ``eta``, or ``eta``, sets each step's std).
+      apply_fn, base_params, ft_params: the denoiser and its two weight sets.
+      ft_steps: ``K'`` in ``[1, K]`` (static).
+      obs: ``[B, O]``; key: PRNG key (initial noise and step noise).
+      horizon, action_dim: ``H``, ``A``.
+
+    Returns:
+      ``(chunk [B, H, A] clipped to [-1, 1], chain [B, K' + 1, H, A])``: the
+      chain holds ``x_{K-K'} .. x_K`` (unclipped), the inputs and outputs of
+      the fine-tuned steps whose log-likelihoods PPO needs.
+
+    Raises:
+      ValueError: ``ft_steps`` not in ``[1, K]``.
+    """
+    K = sampler.denoising_steps
+    if not 1 <= ft_steps <= K:
+        raise ValueError(f"agent.ft_denoising_steps must be in [1, denoising_steps={K}], got {ft_steps}")
+    k_init, k_loop = jax.random.split(key)
+    x = jax.random.normal(k_init, (obs.shape[0], horizon, action_dim))
+
+    def run(params, x, ks, keys):
+        def body(x, inputs):
+            k, step_key = inputs
+            mean, std = sampler.step_distribution(apply_fn, params, obs, x, k, eta)
+            if deterministic:
+                return mean, mean
+            z = jnp.clip(jax.random.normal(step_key, x.shape), -noise_clip, noise_clip)
+            x = mean + jnp.maximum(std, min_std) * z
+            return x, x
+
+        return jax.lax.scan(body, x, (ks, keys))
+
+    keys = jax.random.split(k_loop, K)
+    ks = jnp.arange(K, dtype=jnp.int32)
+    if K > ft_steps:
+        x, _ = run(base_params, x, ks[: K - ft_steps], keys[: K - ft_steps])
+    x_start = x
+    x, tail = run(ft_params, x, ks[K - ft_steps:], keys[K - ft_steps:])
+    chain = jnp.concatenate([x_start[:, None], jnp.swapaxes(tail, 0, 1)], axis=1)
+    return jnp.clip(x, -1.0, 1.0), chain
+
+
+def chain_log_prob(sampler: DDPM, apply_fn: ApplyFn, params, obs: jax.Array, x: jax.Array, x_next: jax.Array,
+                   k: jax.Array, min_std: float = 0.1, eta: float | None = None, action_steps: int | None = None,
+                   reduce: str = "mean") -> jax.Array:
+    """``log pi(x_next | x, s, k)`` of one reverse step per row, the likelihood DPPO's ratio uses.
+
+    The step's Gaussian is :meth:`DDPM.step_distribution` with the std floored
+    at ``min_std`` (DPPO's ``min_logprob_std``); its mean clips the clean
+    estimate exactly as the sampler does, and ``x_next`` is the unclipped
+    sample the sampler drew. Only the first ``action_steps`` actions of the
+    chunk (the executed ones) count. ``reduce='sum'`` gives the joint
+    log-density; ``'mean'`` (DPPO's choice) its average per action
+    dimension, so a PPO ratio is the geometric mean of the per-dimension
+    ratios and the clip ranges do not depend on ``H A``.
+
+    Args:
+      obs: ``[B, O]``; x, x_next: ``[B, H, A]``; k: ``[B]`` int32 sampling
+        indices (0 = the noise end).
+
+    Returns:
+      ``[B]`` log-densities (nats; per dimension with ``'mean'``).
+
+    Raises:
+      ValueError: unknown ``reduce``.
+    """
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"agent.logprob_reduce must be 'mean' or 'sum', got {reduce!r}")
+    mean, std = sampler.step_distribution(apply_fn, params, obs, x, k, eta)
+    h = x.shape[1] if action_steps is None else action_steps
+    std = jnp.broadcast_to(jnp.maximum(std, min_std), mean.shape)
+    logp = gaussian_log_prob(x_next[:, :h], mean[:, :h], std[:, :h])
+    return logp.mean(axis=(1, 2)) if reduce == "mean" else logp.sum(axis=(1, 2))
 
 
 SCHEDULES = {"squaredcos_cap_v2": cosine_alphas_cumprod, "linear": linear_alphas_cumprod,

@@ -31,6 +31,12 @@ class Normalizer(flax.struct.PyTreeNode):
         return cls(obs_mean=jnp.asarray(obs.mean(0)), obs_std=jnp.asarray(np.maximum(obs.std(0), min_std)),
                    action_low=jnp.asarray(low), action_high=jnp.asarray(high))
 
+    @classmethod
+    def identity(cls, obs_size: int, action_size: int) -> "Normalizer":
+        """No data: observations pass unchanged, actions stay in ``[-1, 1]`` (agents trained from scratch)."""
+        return cls(obs_mean=jnp.zeros(obs_size), obs_std=jnp.ones(obs_size), action_low=-jnp.ones(action_size),
+                   action_high=jnp.ones(action_size))
+
     def obs(self, obs: jnp.ndarray) -> jnp.ndarray:
         """``[..., O]`` raw -> standardised."""
         return (obs - self.obs_mean) / self.obs_std
