@@ -16,11 +16,12 @@ from configs import common
 def _smoke(c: ml_collections.ConfigDict) -> None:
     """Tiny sizes for tests."""
     common.SIZES["smoke"](c)
-    c.agent.train_denoising_steps = c.agent.denoising_steps = 4
+    c.agent.train_denoising_steps = 20
+    c.agent.denoising_steps = 4
     c.agent.ft_denoising_steps = 2
     c.agent.rollout_length = 3
     c.agent.num_epochs = 2
-    c.agent.batch_size = 16
+    c.agent.minibatch_size = 16
     c.agent.critic_warmup_iters = 1
     c.online.env_steps = 8 * 3 * 5 * 4  # 4 iterations
     c.online.log_every = 2

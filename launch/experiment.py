@@ -186,7 +186,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = jax.random.split(key, 8)
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
     summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
-               "dataset": card, "timings_s": {}, "compiles": {}}
+               "dataset": card, "timings_s": {}, "compiles": {}, "start_unix": t_start}
 
     # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
     if not from_scratch:
@@ -271,12 +271,15 @@ def _record_eval(stage: str, env_steps: int, result: dict, logger, summary: dict
     """Logs one evaluation (metrics.csv row with phase 'eval') and redraws ``learning_curve.png``."""
     from launch.plots import learning_curve
 
+    result = {**result, "wall_s": round(time.time() - summary["start_unix"], 1)}  # since the run started
     row = {"stage": _STAGE_CODE[stage], **{k: v for k, v in result.items() if k != "episodes"}}
     logger.log("eval", env_steps, row)
     summary.setdefault("evals", []).append({"stage": stage, "env_steps": int(env_steps), **result})
+    expert = summary["dataset"].get("success_rate")
+    metric = "success" if expert is not None or any(e["success"] > 0 for e in summary["evals"]) else "return"
     learning_curve(summary["evals"], os.path.join(run_dir, "learning_curve.png"),
-                   title=f"{summary['agent']} on {summary['env']}, seed {summary['seed']}",
-                   expert=summary["dataset"].get("success_rate"))
+                   title=f"{summary['agent']} on {summary['env']}, seed {summary['seed']}", expert=expert,
+                   metric=metric)
 
 
 def _videos(config, task, normalizer, agent, run_dir, tag, summary, log) -> None:
@@ -430,7 +433,6 @@ def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt
         if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
             k_eval, k = jax.random.split(k_eval)
             result = evaluate(eval_fn, agent, k, log)
-            result["wall_s"] = time.time() - t_start
             _record_eval("online", env_steps, result, logger, summary, summary["run_dir"])
             ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
     ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
@@ -454,8 +456,9 @@ def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
         return (f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f} "
                 f"(mean return {summary[name]['return']:.1f})")
 
-    lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})",
-             f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}"]
+    lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})"]
+    if summary["dataset"]:
+        lines.append(f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}")
     if "bc" in summary:
         lines.append(f"  success after BC:          {rate('bc')}")
     if "offline_rl" in summary:

@@ -1,4 +1,7 @@
-"""PPO baseline: GAE against hand-computed values, the agent's update, and a learning test."""
+"""Gaussian PPO on the shared on-policy core and pipeline: the agent's update, the run, a learning test.
+
+GAE, the surrogate and the minibatch scan are tested once for both PPO variants in ``tests/test_dppo.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +15,8 @@ import numpy as np
 import pytest
 
 from agents import ppo
-from agents.ppo import PPOAgent, RunningNorm, gae
-
-
-def _gae(**kw):
-    arrays = {k: jnp.asarray(np.array(v).T) for k, v in kw.items()}  # given per env as [N, T] -> [T, N]
-    adv, ret = gae(arrays["reward"], arrays["value"], arrays["next_value"], arrays["terminated"],
-                   arrays["truncated"], discount=0.9, lam=0.5)
-    return np.asarray(adv).T, np.asarray(ret).T
-
-
-def test_gae_hand_computed_truncation_vs_termination():
-    # gamma=0.9, lambda=0.5, V(s_t)=0.5 everywhere. Env 0: no episode end; env 1 ends at t=1 by the
-    # time limit (bootstraps V(s'_1)=2), env 2 ends at t=1 by termination (no bootstrap); envs 1 and 2
-    # then start a new episode that terminates at t=2 (V(s'_2)=3 must be ignored).
-    adv, ret = _gae(reward=[[1, 1, 1]] * 3, value=[[0.5] * 3] * 3,
-                    next_value=[[0.5, 0.5, 2.0], [0.5, 2.0, 3.0], [0.5, 2.0, 3.0]],
-                    terminated=[[0, 0, 0], [0, 0, 1], [0, 1, 1]], truncated=[[0, 0, 0], [0, 1, 0], [0, 0, 0]])
-    # env 0: deltas 0.95, 0.95, 2.3; A2 = 2.3, A1 = 0.95 + 0.45 * 2.3, A0 = 0.95 + 0.45 * A1
-    a1 = 0.95 + 0.45 * 2.3
-    np.testing.assert_allclose(adv[0], [0.95 + 0.45 * a1, a1, 2.3], rtol=1e-6)
-    # env 1: delta1 = 1 + 0.9 * 2 - 0.5 = 2.3 (bootstrapped), not chained into t=2 (delta2 = 0.5)
-    np.testing.assert_allclose(adv[1], [0.95 + 0.45 * 2.3, 2.3, 0.5], rtol=1e-6)
-    # env 2: delta1 = 1 - 0.5 = 0.5 (terminated: no bootstrap)
-    np.testing.assert_allclose(adv[2], [0.95 + 0.45 * 0.5, 0.5, 0.5], rtol=1e-6)
-    np.testing.assert_allclose(ret, adv + 0.5, rtol=1e-6)
-
-
-def test_gae_with_unit_lambda_and_discount_is_monte_carlo():
-    rng = np.random.default_rng(0)
-    reward, value = rng.normal(size=(1, 6)), rng.normal(size=(1, 6))
-    next_value = np.concatenate([value[:, 1:], rng.normal(size=(1, 1))], axis=1)  # V(s'_t) = V(s_{t+1})
-    adv = np.asarray(gae(*(jnp.asarray(x.T) for x in (reward, value, next_value)),
-                         jnp.zeros((6, 1), bool), jnp.zeros((6, 1), bool), discount=1.0, lam=1.0)[0]).T
-    # A_t = sum_{k>=t} r_k + V(s'_{T-1}) - V(s_t)
-    expected = np.cumsum(reward[0][::-1])[::-1] + next_value[0, -1] - value[0]
-    np.testing.assert_allclose(adv[0], expected, rtol=1e-5, atol=1e-5)
+from agents.onpolicy import RunningNorm
+from agents.ppo import PPOAgent
 
 
 def test_running_norm_matches_numpy():
@@ -64,9 +33,9 @@ def test_running_norm_matches_numpy():
 def _bandit_rollout(agent, key, n=256):
     """One-step episodes (all terminated): reward 1 when the action's first component is > 0.3."""
     obs = jnp.ones((1, n, 3))
-    action, u = agent.act(obs[0], key)
-    return {"obs": obs, "u": u[None], "reward": (action[None, :, 0] > 0.3).astype(jnp.float32),
-            "next_obs": obs, "terminated": jnp.ones((1, n), bool), "truncated": jnp.zeros((1, n), bool)}
+    chunk, extras = agent.act(obs[0], key)
+    return {"obs": obs, "u": extras["u"][None], "reward": (chunk[None, :, 0, 0] > 0.3).astype(jnp.float32),
+            "next_obs": obs, "discount": jnp.zeros((1, n)), "done": jnp.ones((1, n), bool)}
 
 
 def test_update_traces_once_and_improves_a_bandit_policy():
@@ -97,6 +66,10 @@ def test_bad_squash_is_rejected():
     config.squash = "sigmoid"
     with pytest.raises(ValueError, match="agent.squash"):
         PPOAgent.create(0, 3, 2, config)
+    config = ppo.get_config()
+    config.horizon = 4
+    with pytest.raises(ValueError, match="agent.horizon"):
+        PPOAgent.create(0, 3, 2, config)
 
 
 # --- learning test -----------------------------------------------------------------------------
@@ -110,50 +83,55 @@ LEARN_THRESHOLD = 185.0
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """PPO trained once for the module on CartpoleBalance (200-step episodes): ``(config, agent, summary)``."""
+    """PPO trained once for the module through the pipeline on CartpoleBalance (200-step episodes)."""
     from configs.ppo import get_config
-    from launch import ppo as ppo_loop
+    from launch import experiment
 
     config = get_config("cartpole_balance")
     config.run_dir = str(tmp_path_factory.mktemp("ppo") / "run")
+    config.data_dir = str(tmp_path_factory.mktemp("ppo_cache"))
     config.env.episode_length = LEARN_EPISODE_LENGTH
     config.env.num_envs = 128
     config.env.num_eval_episodes = 16
     config.agent.rollout_length = 16
     config.agent.num_minibatches = 4
     config.agent.num_epochs = 8
-    config.train.env_steps = 300_000
+    config.online.env_steps = 300_000
+    config.online.log_every = 50
+    config.online.eval_every = 100
     lines = []
-    agent, summary = ppo_loop.train(config, log=lines.append)
+    summary = experiment.run(config, log=lines.append)
+    agent, _ = experiment.restore_agent(config.run_dir, config)
     summary["lines"] = lines
     return config, agent, summary
 
 
 def test_ppo_learns_cartpole_balance(trained):
     config, _, summary = trained
-    ret = summary["eval"]["deterministic"]["return_mean"]
+    ret = summary["finetuned"]["return"]
     assert ret > LEARN_THRESHOLD, (ret, summary["lines"])
-    assert summary["eval"]["stochastic"]["return_mean"] > LEARN_THRESHOLD - 10
-    assert summary["compiles"]["train"] == 1
-    assert summary["env_steps"] >= config.train.env_steps
+    assert summary["compiles"] == {"eval": 1, "onpolicy": 1}
+    assert summary["online"]["env_steps"] >= config.online.env_steps
+    assert "bc" not in summary and summary["dataset"] == {}  # from scratch: no demonstrations, no BC
 
 
 def test_run_folder_and_checkpoint_round_trip(trained):
-    from launch import ppo as ppo_loop
+    from launch import experiment
 
     config, agent, summary = trained
-    for name in ("config.json", "metrics.csv", "summary.json"):
+    for name in ("config.json", "metrics.csv", "summary.json", "learning_curve.png"):
         assert os.path.exists(os.path.join(config.run_dir, name))
     with open(os.path.join(config.run_dir, "summary.json")) as f:
-        assert json.load(f)["env_steps"] == summary["env_steps"]
+        assert json.load(f)["online"]["env_steps"] == summary["online"]["env_steps"]
     with open(os.path.join(config.run_dir, "metrics.csv")) as f:
         header = f.readline()
     assert "episode_return" in header and "value_loss" in header
-    restored = ppo_loop.restore_agent(config.run_dir, config)
+    assert [e["stage"] for e in summary["evals"]][-1] == "finetuned" and len(summary["evals"]) >= 2
     obs = jnp.ones((2, 5))
-    np.testing.assert_allclose(restored.mean_actions(obs), agent.mean_actions(obs), rtol=1e-6)
+    first, _ = experiment.restore_agent(config.run_dir, config, step=100)  # the evaluation checkpoint
+    assert not np.allclose(first.mean_actions(obs), agent.mean_actions(obs))
     with pytest.raises(FileExistsError, match="run_dir"):  # never overwrites a trained agent
-        ppo_loop.train(config, log=lambda _: None)
+        experiment.run(config, log=lambda _: None)
 
 
 def test_policy_demos_from_a_trained_policy(trained, data_dir):
@@ -168,12 +146,12 @@ def test_policy_demos_from_a_trained_policy(trained, data_dir):
     assert (steps["mode"] == -1).all() and not steps["success"].any()
     assert card["return"]["min"] > LEARN_THRESHOLD - 20  # the stochastic policy balances
     assert card["return"]["min"] <= card["return"]["mean"] <= card["return"]["max"]
-    assert card["policy"]["env_steps"] == summary["env_steps"] and card["seed"] == 0
+    assert card["seed"] == 0
     again, _ = ppo_dataset("playground:CartpoleBalance", 4, 0, data_dir, log=lambda _: None, config=config)
     np.testing.assert_array_equal(again["obs"], steps["obs"])  # loaded from the cache
 
 
-def test_train_cli_dispatches_ppo_and_rejects_bad_fields_before_work(tmp_path):
+def test_train_cli_runs_ppo_and_rejects_bad_fields_before_work(tmp_path):
     import subprocess
     import sys
 

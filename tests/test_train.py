@@ -98,6 +98,24 @@ def test_every_method_runs_end_to_end_through_the_same_pipeline(smoke_run, tmp_p
     assert f"{metric}=" in proc.stdout  # the method's own losses in its progress lines
 
 
+def test_dppo_runs_through_the_same_pipeline(smoke_run, tmp_path):
+    """``--config=configs/dppo.py:smoke``: same data and BC phase, then the on-policy loop; one compile each."""
+    _, data_dir, _ = smoke_run
+    run_dir = str(tmp_path / "run")
+    proc = _train("--config=configs/dppo.py:smoke", f"--config.run_dir={run_dir}", f"--config.data_dir={data_dir}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["agent"] == "dppo" and summary["dataset"]["num_episodes"] == 40
+    assert [e["stage"] for e in summary["evals"]] == ["bc", "online", "finetuned"]
+    assert summary["compiles"] == {"pretrain": 1, "eval_bc": 1, "eval": 1, "onpolicy": 1}
+    assert all("wall_s" in e for e in summary["evals"])
+    rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))) if r["phase"] == "online"]
+    assert rows and all(float(r["value_loss"]) >= 0 for r in rows if r["value_loss"])
+    assert "approx_kl=" in proc.stdout and "success after fine-tuning" in proc.stdout
+    steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
+    assert steps == [0, 2, 4]  # BC, the mid-run evaluation, the end
+
+
 def _smoke_config(tmp_path, data_dir=None):
     c = qc_config.get_config("smoke")
     c.run_dir, c.data_dir = str(tmp_path / "run"), data_dir or str(tmp_path / "data")
