@@ -183,14 +183,25 @@ def _bandit_rollout(agent, key, n=128):
             "next_obs": obs[None], **jax.tree.map(lambda x: x[None], extras)}
 
 
-def test_first_minibatch_ratio_is_exactly_one_for_both_agents():
-    c = _dppo_config(num_epochs=1, minibatch_size=128 * 3)  # one minibatch holding every pair
+def test_first_ratio_is_one_and_critic_warmup_holds_the_actor():
+    # one epoch, one minibatch holding every pair, one warm-up iteration: one compile serves both checks
+    c = _dppo_config(num_epochs=1, minibatch_size=128 * 3, critic_warmup_iters=1)
     agent = DPPOAgent.create(0, 3, 2, c, num_envs=128)
-    rollout = _bandit_rollout(agent, jax.random.PRNGKey(1))
-    _, info = agent.update(rollout)
+    after, info = agent.update(_bandit_rollout(agent, jax.random.PRNGKey(1)))
     # 1 up to float rounding (the loss's log-probs are recomputed inside the gradient's own XLA program)
     assert abs(float(info["ratio_max"]) - 1.0) < 1e-5 and float(info["approx_kl"]) < 1e-10
     assert float(info["clip_frac"]) == 0.0 and float(info["updates"]) == 1
+    # warm-up: the critic moved, the actor did not
+    assert float(info["actor_on"]) == 0.0
+    jax.tree.map(np.testing.assert_array_equal, after.actor.params, agent.actor.params)
+    assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), after.value.params,
+                                                agent.value.params)))
+    again, info = after.update(_bandit_rollout(after, jax.random.PRNGKey(2)))
+    assert float(info["actor_on"]) == 1.0 and abs(float(info["ratio_max"]) - 1.0) < 1e-5
+    assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), again.actor.params,
+                                                after.actor.params)))
+    jax.tree.map(np.testing.assert_array_equal, again.base_params, agent.base_params)  # frozen steps stay
+
     pc = ppo.get_config()
     pc.num_epochs, pc.num_minibatches = 1, 1
     pagent = ppo.PPOAgent.create(0, 3, 2, pc)
@@ -200,22 +211,6 @@ def test_first_minibatch_ratio_is_exactly_one_for_both_agents():
     _, pinfo = pagent.update(prollout)
     assert abs(float(pinfo["ratio_max"]) - 1.0) < 1e-5 and float(pinfo["approx_kl"]) < 1e-10
     assert float(pinfo["clip_frac"]) == 0.0
-
-
-def test_critic_warmup_leaves_the_actor_unchanged():
-    agent = DPPOAgent.create(0, 3, 2, _dppo_config(critic_warmup_iters=1, num_epochs=2, minibatch_size=64),
-                             num_envs=128)
-    rollout = _bandit_rollout(agent, jax.random.PRNGKey(1))
-    after, info = agent.update(rollout)
-    assert float(info["actor_on"]) == 0.0
-    jax.tree.map(np.testing.assert_array_equal, after.actor.params, agent.actor.params)
-    assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), after.value.params,
-                                                agent.value.params)))
-    again, info = after.update(_bandit_rollout(after, jax.random.PRNGKey(2)))
-    assert float(info["actor_on"]) == 1.0
-    assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), again.actor.params,
-                                                after.actor.params)))
-    jax.tree.map(np.testing.assert_array_equal, again.base_params, agent.base_params)  # frozen steps stay
 
 
 def test_dppo_lifts_a_weak_policy_on_a_bandit():
