@@ -73,6 +73,26 @@ def check_config(config) -> None:
         raise ValueError(f"agent.critic_lr must be > 0, got {config.critic_lr}")
 
 
+def actor_and_critic(seed: int, obs_dim: int, action_dim: int, config, actor=None, num_keys: int = 0):
+    """What every critic-based agent's ``create`` starts from, in one place.
+
+    Checks nothing itself (agents call their own ``check`` first). Splits
+    ``PRNGKey(seed)`` into ``2 + num_keys + 1`` keys: the actor's, the
+    critic's, ``num_keys`` for the agent's own networks, and the agent's rng.
+
+    Returns:
+      ``(rng, actor, critic, keys)``: ``actor`` is the given one (e.g. from BC
+      pretraining) or a fresh :class:`agents.actor.Actor`; ``keys`` a list of
+      ``num_keys`` keys.
+    """
+    from agents.actor import Actor
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3 + num_keys)
+    if actor is None:
+        actor = Actor.create(keys[0], obs_dim, action_dim, config)
+    return keys[-1], actor, Critic.create(keys[1], obs_dim, action_dim, config), list(keys[2:2 + num_keys])
+
+
 class Critic(flax.struct.PyTreeNode):
     """Ensemble critic with its optimiser state and Polyak target.
 

@@ -35,7 +35,7 @@ from agents import select as select_lib
 from agents.actor import Actor
 from agents.common import StaticConfig, masked_mean
 from agents.critic import Critic
-from agents.select import check_config, choose
+from agents.select import check_config, sample_and_choose
 
 Q_ACTIONS = ("chain", "one_step")
 
@@ -69,11 +69,8 @@ class DQLAgent(flax.struct.PyTreeNode):
           ValueError: see :meth:`check`.
         """
         cls.check(config)
-        k_actor, k_critic, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
-        if actor is None:
-            actor = Actor.create(k_actor, obs_dim, action_dim, config)
-        return cls(rng=rng, actor=actor, critic=Critic.create(k_critic, obs_dim, action_dim, config),
-                   config=StaticConfig(config))
+        rng, actor, critic, _ = critic_lib.actor_and_critic(seed, obs_dim, action_dim, config, actor)
+        return cls(rng=rng, actor=actor, critic=critic, config=StaticConfig(config))
 
     def target_rule(self, next_obs: jax.Array, key: jax.Array) -> jax.Array:
         """Chunks of the EMA (target) actor at ``next_obs``: ``[B, N, H, A]``, N = 1 or ``target_num_samples``."""
@@ -121,10 +118,10 @@ class DQLAgent(flax.struct.PyTreeNode):
     @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
         """``num_samples`` chunks of the EMA actor, one selected by ``selection``: ``[B, O] -> [B, H, A]``."""
-        k_sample, k_select = jax.random.split(key)
-        candidates = self.actor.sample(obs, k_sample, self.config.num_samples,
-                                       unroll=self.config.get("unroll_chain", False))
-        return choose(candidates, self.critic.value, obs, self.config, k_select)
+        def candidates(k):
+            return self.actor.sample(obs, k, self.config.num_samples, unroll=self.config.get("unroll_chain", False))
+
+        return sample_and_choose(candidates, self.critic.value, obs, self.config, key)
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -31,7 +31,7 @@ from agents import select as select_lib
 from agents.actor import Actor
 from agents.common import StaticConfig
 from agents.critic import Critic
-from agents.select import check_config, choose
+from agents.select import check_config, sample_and_choose
 
 SCHEDULES = ("constant", "linear", "qgf")
 GUIDE_AT = ("clean", "noisy")
@@ -85,11 +85,8 @@ class GuidedAgent(flax.struct.PyTreeNode):
           ValueError: see :meth:`check`.
         """
         cls.check(config)
-        k_actor, k_critic, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
-        if actor is None:
-            actor = Actor.create(k_actor, obs_dim, action_dim, config)
-        return cls(rng=rng, actor=actor, critic=Critic.create(k_critic, obs_dim, action_dim, config),
-                   config=StaticConfig(config))
+        rng, actor, critic, _ = critic_lib.actor_and_critic(seed, obs_dim, action_dim, config, actor)
+        return cls(rng=rng, actor=actor, critic=critic, config=StaticConfig(config))
 
     def guide(self, obs_rows: jax.Array, scale: float | None = None):
         """The guidance hook for chains whose rows have observations ``obs_rows [M, O]`` (``None`` when w = 0)."""
@@ -136,11 +133,10 @@ class GuidedAgent(flax.struct.PyTreeNode):
     @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
         """Guided chunks, one per observation or the best of ``num_samples``: ``[B, O] -> [B, H, A]``."""
-        k_sample, k_select = jax.random.split(key)
-        candidates = self.guided_samples(obs, k_sample, self.config.num_samples)
         if self.config.num_samples == 1:
-            return candidates[:, 0]
-        return choose(candidates, self.critic.value, obs, self.config, k_select)
+            return self.guided_samples(obs, key, 1)[:, 0]
+        return sample_and_choose(lambda k: self.guided_samples(obs, k, self.config.num_samples), self.critic.value,
+                                 obs, self.config, key)
 
 
 def get_config() -> ml_collections.ConfigDict:

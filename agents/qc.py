@@ -22,7 +22,7 @@ from agents import select as select_lib
 from agents.actor import Actor
 from agents.common import StaticConfig
 from agents.critic import Critic
-from agents.select import check_config, choose
+from agents.select import check_config, sample_and_choose
 
 
 class QCAgent(flax.struct.PyTreeNode):
@@ -50,11 +50,8 @@ class QCAgent(flax.struct.PyTreeNode):
           ValueError: see :meth:`check`.
         """
         cls.check(config)
-        k_actor, k_critic, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
-        if actor is None:
-            actor = Actor.create(k_actor, obs_dim, action_dim, config)
-        return cls(rng=rng, actor=actor, critic=Critic.create(k_critic, obs_dim, action_dim, config),
-                   config=StaticConfig(config))
+        rng, actor, critic, _ = critic_lib.actor_and_critic(seed, obs_dim, action_dim, config, actor)
+        return cls(rng=rng, actor=actor, critic=critic, config=StaticConfig(config))
 
     def target_rule(self, next_obs: jax.Array, key: jax.Array) -> jax.Array:
         """``target_num_samples`` chunks of the BC actor (EMA weights) at ``next_obs``: ``[B, N, H, A]``."""
@@ -79,9 +76,8 @@ class QCAgent(flax.struct.PyTreeNode):
     @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
         """Best-of-N chunks: ``obs [B, O] -> [B, H, A]`` in ``[-1, 1]`` (N = ``num_samples``)."""
-        k_sample, k_select = jax.random.split(key) if self.config.selection == "softmax" else (key, None)
-        candidates = self.actor.sample(obs, k_sample, self.config.num_samples)
-        return choose(candidates, self.critic.value, obs, self.config, k_select)
+        return sample_and_choose(lambda k: self.actor.sample(obs, k, self.config.num_samples), self.critic.value,
+                                 obs, self.config, key)
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -60,15 +60,12 @@ class QCFQLAgent(flax.struct.PyTreeNode):
           ValueError: see :meth:`check`.
         """
         cls.check(config)
-        k_actor, k_critic, k_mu, rng = jax.random.split(jax.random.PRNGKey(seed), 4)
-        if actor is None:
-            actor = Actor.create(k_actor, obs_dim, action_dim, config)
+        rng, actor, critic, (k_mu,) = critic_lib.actor_and_critic(seed, obs_dim, action_dim, config, actor, 1)
         net = ChunkOneStepPolicy(hidden_dims=tuple(config.actor_hidden_dims), layer_norm=config.actor_layer_norm,
                                  activation=config.actor_activation)
         params = net.init(k_mu, jnp.zeros((1, obs_dim)), jnp.zeros((1, config.horizon, action_dim)))
         onestep = train_state.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
-        return cls(rng=rng, actor=actor, onestep=onestep,
-                   critic=Critic.create(k_critic, obs_dim, action_dim, config), config=StaticConfig(config))
+        return cls(rng=rng, actor=actor, onestep=onestep, critic=critic, config=StaticConfig(config))
 
     def policy(self, params, obs: jax.Array, z: jax.Array) -> jax.Array:
         """``clip(mu(obs [B, O], z [B, H, A]), -1, 1)``: ``[B, H, A]``."""

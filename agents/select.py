@@ -80,6 +80,17 @@ def choose(candidates: jax.Array, q_fn, obs: jax.Array, config, key: jax.Array |
     return select(candidates, score(candidates, q_fn, obs), config.selection, config.temperature, key)[0]
 
 
+def sample_and_choose(sample_fn: Callable[[jax.Array], jax.Array], q_fn, obs: jax.Array, config,
+                      key: jax.Array) -> jax.Array:
+    """Draws candidates with ``sample_fn(key) -> [B, N, H, A]`` and picks one per row by ``config.selection``.
+
+    The one place where acting splits its key: the softmax rule gets its own,
+    the argmax rule passes ``key`` to the sampler unchanged. Returns ``[B, H, A]``.
+    """
+    k_sample, k_select = jax.random.split(key) if config.selection == "softmax" else (key, None)
+    return choose(sample_fn(k_sample), q_fn, obs, config, k_select)
+
+
 def get_config(c):
     """Adds the selection fields to an agent config ``c`` (an ``ml_collections.ConfigDict``)."""
     c.selection = "argmax"             # rule over N candidates when acting: 'argmax' | 'softmax'

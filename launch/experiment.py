@@ -255,8 +255,9 @@ def restore_agent(run_dir: str, config, step: int | None = None):
     """
     task = envs.make(config.env.name)
     obs_size, action_size = int(task.observation_size), int(task.action_size)
-    template = agent_class(config.agent_name).create(config.seed, obs_size, action_size, config.agent,
-                                                     num_envs=config.env.num_envs)
+    AgentClass = agent_class(config.agent_name)
+    extra = {"num_envs": config.env.num_envs} if getattr(AgentClass, "ON_POLICY", False) else {}
+    template = AgentClass.create(config.seed, obs_size, action_size, config.agent, **extra)
     phase = "bc" if config.agent_name == "bc" else "online"
     agent, normalizer, _ = restore(os.path.join(run_dir, "checkpoints"), template,
                                    Normalizer.identity(obs_size, action_size),
