@@ -407,7 +407,8 @@ def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt
         f"{acfg.num_epochs} epochs per iteration")
     fn = loops.make_onpolicy_iterations(env, normalizer, rollout_length=T, action_steps=h,
                                         discount=acfg.discount, num_iters=log_every)
-    env_state = _committed(env.reset(k_env))
+    del k_env  # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
+    env_state = _committed(loops.pending_state(env))
     fn = _compile("onpolicy", fn, (agent, env_state, key), summary, log)
     key, k_eval = jax.random.split(key)
     iters, env_steps, episodes, successes, t_loop = 0, 0, 0.0, 0.0, 0.0

@@ -92,6 +92,13 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     return jax.jit(fn, donate_argnums=(0, 2))
 
 
+def pending_state(env: VecEnv):
+    """A batched env state with every env marked done (zeros elsewhere), for :func:`make_onpolicy_iterations`."""
+    spec = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+    state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+    return state.replace(done=jnp.ones_like(state.done))
+
+
 def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_length: int, action_steps: int,
                              discount: float, num_iters: int) -> Callable:
     """The on-policy loop shared by every on-policy agent (Gaussian PPO, DPPO): ``num_iters`` iterations, one jit.
@@ -106,6 +113,11 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
     ``extras`` (:mod:`agents.onpolicy`). The update's epochs and minibatches
     run inside the same compiled call.
 
+    ``env_state`` may be :func:`pending_state` (every env marked done): the
+    first step resets them inside the compiled loop, so ``reset`` is not
+    compiled a second time on its own (costly for e.g. CheetahRun, which
+    settles for 200 steps).
+
     Returns:
       ``fn(agent, env_state, key) -> (agent, env_state, metrics)``: metrics
       are sums (``episodes``, ``successes``, ``return_sum``, ``length_sum``,
@@ -118,6 +130,10 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
 
         def step(env_state, k):
             k_act, k_reset = jax.random.split(k)
+            # envs still marked done (only a pending_state at the very start) begin their first episode here
+            env_state = jax.lax.cond((env_state.done > 0).any(),
+                                     lambda s: env.reset_done(s, jax.random.fold_in(k_reset, 1)),
+                                     lambda s: s, env_state)
             obs = normalizer.obs(env_state.obs)
             chunk, extras = agent.act(obs, k_act)
             env_state, steps = execute_chunk(env, env_state, normalizer.unnormalize_action(chunk),
