@@ -75,7 +75,6 @@ def one():
     loss = pg + 0.5 * vl
     actor_opt.zero_grad(); critic_opt.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.actor_ft.parameters(), 1.0)
     actor_opt.step(); critic_opt.step()
 for _ in range(3):
     one()
@@ -99,7 +98,9 @@ def _ours_update(pairs: int, iters: int) -> dict:
     c.train_denoising_steps = c.denoising_steps = K
     c.ft_denoising_steps = KF
     c.actor_hidden_dims = (512, 512, 512)
+    c.actor_activation = "relu"        # the reference Hopper actor's (ours is not residual)
     c.critic_hidden_dims = (256, 256, 256)
+    c.max_grad_norm = 0.0              # the Hopper config sets no gradient clip
     agent = DPPOAgent.create(0, OBS, ACT, c)
     keys = jax.random.split(jax.random.PRNGKey(0), 7)
     mb = {"obs": jax.random.normal(keys[0], (pairs, OBS)), "x": jax.random.normal(keys[1], (pairs, H, ACT)),
@@ -162,11 +163,16 @@ def part_rollout() -> dict:
     from replay.normalizer import Normalizer
 
     class RolloutOnly(flax.struct.PyTreeNode):
-        """The agent's sampler, with an update that does nothing (times the rollout alone)."""
+        """The agent's sampler, with an update that does nothing (times the rollout alone).
+
+        ``denoise=False`` acts with zero chunks: the env's share of the time."""
         agent: DPPOAgent
+        denoise: bool = flax.struct.field(pytree_node=False, default=True)
 
         def act(self, obs, key):
-            return self.agent.act(obs, key)
+            if self.denoise:
+                return self.agent.act(obs, key)
+            return jax.numpy.zeros((obs.shape[0], self.agent.horizon, self.agent.action_dim)), {}
 
         def update(self, rollout):
             return self, {}
@@ -174,25 +180,28 @@ def part_rollout() -> dict:
     task = envs.make("point_obstacle")
     c = dppo.get_config()
     T, h = c.rollout_length, c.action_steps
-    actor = Actor.create(jax.random.PRNGKey(0), task.observation_size, task.action_size, c)
     normalizer = Normalizer.identity(task.observation_size, task.action_size)
     out = {}
-    for n in (64, 256, 1024):
-        agent = RolloutOnly(DPPOAgent.create(0, task.observation_size, task.action_size, c, actor=actor, num_envs=n))
-        env = VecEnv(task, n, 100)
-        iters = max(1, 4096 // n)
-        fn = make_onpolicy_iterations(env, normalizer, rollout_length=T, action_steps=h, discount=c.discount,
-                                      num_iters=iters)
-        state = env.reset(jax.random.PRNGKey(1))
-        agent, state, m = fn(agent, state, jax.random.PRNGKey(2))  # compile
-        jax.block_until_ready(m)
-        t0 = time.perf_counter()
-        agent, state, m = fn(agent, state, jax.random.PRNGKey(3))
-        jax.block_until_ready(m)
-        dt = time.perf_counter() - t0
-        out[n] = {"env_steps_per_s": float(m["env_steps"]) / dt, "chunks_per_s": iters * T * n / dt}
-        print(f"{n:5d} envs: {out[n]['env_steps_per_s']:.0f} env steps/s ({out[n]['chunks_per_s']:.0f} chunks/s, "
-              f"{c.denoising_steps} denoising steps each)", flush=True)
+    for n in (64, 256, 1024):  # a fresh actor each time: the loop donates the agent's buffers
+        out[n] = {}
+        for denoise in (True, False):
+            actor = Actor.create(jax.random.PRNGKey(0), task.observation_size, task.action_size, c)
+            agent = RolloutOnly(DPPOAgent.create(0, task.observation_size, task.action_size, c, actor=actor,
+                                                 num_envs=n), denoise)
+            env = VecEnv(task, n, 100)
+            iters = max(1, 4096 // n)
+            fn = make_onpolicy_iterations(env, normalizer, rollout_length=T, action_steps=h, discount=c.discount,
+                                          num_iters=iters)
+            state = env.reset(jax.random.PRNGKey(1))
+            agent, state, m = fn(agent, state, jax.random.PRNGKey(2))  # compile
+            jax.block_until_ready(m)
+            t0 = time.perf_counter()
+            agent, state, m = fn(agent, state, jax.random.PRNGKey(3))
+            jax.block_until_ready(m)
+            rate = float(m["env_steps"]) / (time.perf_counter() - t0)
+            out[n]["env_steps_per_s" if denoise else "env_only_steps_per_s"] = rate
+        print(f"{n:5d} envs: {out[n]['env_steps_per_s']:.0f} env steps/s with {c.denoising_steps} denoising steps per "
+              f"chunk of {h}; {out[n]['env_only_steps_per_s']:.0f} with zero chunks (the env alone)", flush=True)
     return out
 
 
