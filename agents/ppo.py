@@ -44,25 +44,10 @@ from flax.training import train_state
 
 from agents.common import StaticConfig
 from agents.onpolicy import RunningNorm, clipped_surrogate, gae, minibatch_epochs, normalize
+from networks.mlp import MLP
 
-_ACTIVATIONS = {"tanh": jnp.tanh, "silu": nn.silu, "relu": nn.relu}
+_ACTIVATIONS = ("tanh", "silu", "relu")  # networks.mlp.ACTIVATIONS names PPO's config accepts
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-class _MLP(nn.Module):
-    """``[..., D] -> [..., out_dim]``; orthogonal init (gain sqrt 2), last layer gain ``out_scale``."""
-
-    hidden_dims: tuple[int, ...]
-    out_dim: int
-    activation: str = "tanh"
-    out_scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, x):
-        act = _ACTIVATIONS[self.activation]
-        for width in self.hidden_dims:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
 
 
 class GaussianPolicy(nn.Module):
@@ -75,7 +60,8 @@ class GaussianPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        mean = _MLP(self.hidden_dims, self.action_dim, self.activation, out_scale=0.01)(obs)
+        mean = MLP(self.hidden_dims, self.action_dim, activation=self.activation, init_scheme="orthogonal",
+                   out_scale=0.01)(obs)
         log_std = self.param("log_std", nn.initializers.constant(math.log(self.init_std)), (self.action_dim,))
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -88,7 +74,7 @@ class ValueNet(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        return _MLP(self.hidden_dims, 1, self.activation, out_scale=1.0)(obs)[..., 0]
+        return MLP(self.hidden_dims, 1, activation=self.activation, init_scheme="orthogonal", out_scale=1.0)(obs)[..., 0]
 
 
 def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -41,7 +42,8 @@ def _mish_jvp(primals, tangents):
     return x * t, slope * dx
 
 
-ACTIVATIONS = {"mish": mish, "gelu": nn.gelu, "relu": nn.relu, "silu": nn.silu}  # names a config may use
+ACTIVATIONS = {"mish": mish, "gelu": nn.gelu, "relu": nn.relu, "silu": nn.silu,
+               "tanh": jnp.tanh}  # names a config may use
 
 
 class MLP(nn.Module):
@@ -52,22 +54,31 @@ class MLP(nn.Module):
       out_dim: output width.
       layer_norm: LayerNorm after each hidden Dense (as in the QC critic).
       activation: nonlinearity (Mish, as in Diffusion Policy, by default).
+      init_scheme: ``'lecun'`` (LeCun normal) or ``'orthogonal'`` (gain sqrt 2 on
+        hidden layers, ``out_scale`` on the last: the PPO convention).
+      out_scale: gain of the last layer's orthogonal init (``init_scheme='orthogonal'`` only).
     """
 
     hidden_dims: Sequence[int]
     out_dim: int
     layer_norm: bool = False
     activation: str = "mish"
+    init_scheme: str = "lecun"
+    out_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
+        if self.init_scheme == "orthogonal":
+            hidden_init, out_init = nn.initializers.orthogonal(math.sqrt(2.0)), nn.initializers.orthogonal(self.out_scale)
+        else:
+            hidden_init = out_init = nn.initializers.lecun_normal()
         for width in self.hidden_dims:
-            x = nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x)
+            x = nn.Dense(width, kernel_init=hidden_init)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.lecun_normal())(x)
+        return nn.Dense(self.out_dim, kernel_init=out_init)(x)
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
