@@ -128,7 +128,7 @@ def _smoke_config(tmp_path, data_dir=None):
     ("agent.horizon", 41, "agent.horizon.*episode_length"),
     ("online.offline_ratio", 1.5, "online.offline_ratio"),
     ("agent.selection", "median", "agent.selection"),  # an agent's own field, checked before any work
-    ("agent.actor_activation", "tanh", "agent.actor_activation"),
+    ("agent.actor_activation", "sigmoid", "agent.actor_activation"),
 ])
 def test_bad_values_fail_before_any_work(tmp_path, field, value, match):
     c = _smoke_config(tmp_path)
