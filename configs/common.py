@@ -39,7 +39,8 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c = ml_collections.ConfigDict()
     c.agent_name = agent_name           # module under agents/ (bc: BC only, no fine-tuning)
     c.seed = 0                          # seeds networks, env resets and sampling (not the dataset)
-    c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<time>
+    c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<config hash> (same command, same folder: it resumes)
+    c.checkpoint_every_s = 300.0        # seconds between resume checkpoints (also at evaluations and phase ends; 0: every call)
     c.data_dir = "data"                 # where datasets are cached (built on first use)
     c.pretrained = ""                   # a run folder whose BC checkpoint replaces pretraining
     c.compilation_cache = True          # keep compiled XLA code in <data_dir>/jax_cache (a second run skips most compiling)
@@ -129,6 +130,46 @@ def _apply(c: ml_collections.ConfigDict, overrides: dict) -> None:
 
 
 SIZES = {"smoke": _smoke, "paper": _paper}
+
+
+def apply_overrides(c: ml_collections.ConfigDict, overrides: dict, where: str = "overrides") -> None:
+    """Sets dotted fields of ``c`` (a sweep job); the key ``preset`` applies task or size presets first.
+
+    Raises:
+      ValueError: a field ``c`` does not have, a value of the wrong type, or
+        an unknown preset (the message names ``where`` and the field).
+    """
+    overrides = dict(overrides)
+    for preset in [p for p in str(overrides.pop("preset", "")).split(",") if p]:
+        if preset in TASKS:
+            _apply(c, TASKS[preset])
+        elif preset in SIZES:
+            SIZES[preset](c)
+        else:
+            raise ValueError(f"{where}: unknown preset {preset!r}; expected {sorted(TASKS)} or {sorted(SIZES)}")
+    for dotted, value in overrides.items():
+        *path, leaf = dotted.split(".")
+        node = c
+        for part in path:
+            if not isinstance(node.get(part), ml_collections.ConfigDict):
+                raise ValueError(f"{where}: config has no field {dotted!r}")
+            node = node[part]
+        if leaf not in node:
+            raise ValueError(f"{where}: config has no field {dotted!r}")
+        if isinstance(node[leaf], tuple) and isinstance(value, list):
+            value = tuple(value)
+        try:
+            node[leaf] = value
+        except TypeError as err:
+            raise ValueError(f"{where}: {dotted}={value!r}: {err}") from err
+
+
+def grid(fields: dict) -> list[dict]:
+    """Every combination of the listed values: ``grid({"seed": range(3), "agent.eta": [0.1, 1.0]})`` -> 6 dicts."""
+    import itertools
+
+    keys = list(fields)
+    return [dict(zip(keys, values)) for values in itertools.product(*(list(fields[k]) for k in keys))]
 
 # The budget the other task presets keep (the first default's: more data, BC and offline updates).
 _LONG = {"pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000, "online.utd_ratio": 0.25,

@@ -1,10 +1,17 @@
-"""Orbax checkpoints of an agent and its normaliser, with config checks on restore.
+"""Orbax checkpoints: the agent and its normaliser (``Checkpointer``), and a run's whole state (``RunState``).
 
-A checkpoint directory holds numbered steps (orbax ``CheckpointManager``),
-each with two items: ``state`` (the agent's arrays and the normaliser, as a
-state dict) and ``meta`` (JSON: the agent's config, the phase, obs/action
-sizes). Restoring compares ``meta`` and every array shape with what the
-current config builds, and names the first mismatch.
+An agent checkpoint directory (``<run>/checkpoints``) holds numbered steps
+(orbax ``CheckpointManager``), each with two items: ``state`` (the agent's
+arrays and the normaliser, as a state dict) and ``meta`` (JSON: the agent's
+config, the phase, obs/action sizes). Restoring compares ``meta`` and every
+array shape with what the current config builds, and names the first
+mismatch. Step 0 (the BC agent) is never deleted by ``max_to_keep``.
+
+A run-state directory (``<run>/resume``) holds what a killed run needs to go
+on exactly where it stopped (:class:`RunState`): any pytree of arrays (agent,
+optimiser states, replay buffer, env states, PRNG keys) plus JSON progress.
+Orbax writes every step to a temporary folder and renames it when complete,
+so a kill mid-write leaves the previous step intact.
 """
 
 from __future__ import annotations
@@ -21,8 +28,13 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint was written for another config (names the field and both values)."""
 
 
-def _manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+def _manager(directory: str, max_to_keep: int | None = None, keep: tuple[int, ...] = ()) -> ocp.CheckpointManager:
+    """An orbax manager keeping the latest ``max_to_keep`` steps (all if None) and the steps in ``keep``."""
+    policy = None
+    if max_to_keep is not None:
+        from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+        policy = pp.AnyPreservationPolicy([pp.LatestN(max_to_keep), pp.CustomSteps(list(keep))])
+    options = ocp.CheckpointManagerOptions(create=True, preservation_policy=policy, cleanup_tmp_directories=True)
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
@@ -33,15 +45,21 @@ def _to_state(tree) -> dict:
 
 
 class Checkpointer:
-    """Saves ``{'agent': agent, 'normalizer': normalizer}`` under ``run_dir/checkpoints``."""
+    """Saves ``{'agent': agent, 'normalizer': normalizer}`` under ``run_dir/checkpoints``.
+
+    Keeps the latest ``max_to_keep`` steps (all if None) and always step 0,
+    the BC agent that ``--config.pretrained`` restores.
+    """
 
     def __init__(self, directory: str, max_to_keep: int | None = None):
         self.directory = directory
-        self.manager = _manager(directory, max_to_keep)
+        self.manager = _manager(directory, max_to_keep, keep=(0,))
 
     def save(self, step: int, agent, normalizer, meta: dict) -> None:
-        """Writes step ``step`` and waits for it to be complete on disk."""
+        """Writes step ``step`` (replacing one left by a killed run) and waits for it to be complete on disk."""
         state = {"agent": _to_state(agent), "normalizer": _to_state(normalizer)}
+        if step in self.manager.all_steps():  # a resumed run writes the same step again, with the same arrays
+            self.manager.delete(step)
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                          meta=ocp.args.JsonSave(meta)), force=True)
         self.manager.wait_until_finished()
@@ -117,3 +135,87 @@ def _compare_shapes(stored, template, path: str = "") -> None:
     if shape != tuple(np.shape(template)):
         raise CheckpointMismatchError(
             f"checkpoint array {path.rstrip('/')} has shape {shape}, config builds {tuple(np.shape(template))}")
+
+
+class RunState:
+    """A run's whole training state at the end of a compiled call, for resuming after a kill.
+
+    Saves any pytree of arrays (the agent with its optimiser states, replay
+    buffers, env states, PRNG keys) as numbered leaves, next to JSON
+    ``progress`` (phase, counters, the summary so far, the metrics rows
+    written). Keeps the last ``max_to_keep`` steps so that an unreadable
+    latest step falls back to the one before.
+
+    Args:
+      directory: ``<run>/resume``.
+      max_to_keep: steps kept (>= 2 for the fallback).
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 2):
+        self.directory = directory
+        self.manager = _manager(directory, max_to_keep)
+        self._found = None
+
+    def save(self, step: int, tree, progress: dict) -> None:
+        """Writes ``tree`` (its leaves; the structure comes from the template at restore) and ``progress``."""
+        leaves, treedef = jax.tree.flatten(tree)
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+        # orbax cannot write empty arrays: those are rebuilt from the template's shape at restore
+        state = {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves) if np.size(leaf)}
+        meta = {**progress, "_leaves": [[p, list(np.shape(x)), str(np.asarray(x).dtype)]
+                                        for p, x in zip(paths, leaves)]}
+        if step in self.manager.all_steps():
+            self.manager.delete(step)
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                         meta=ocp.args.JsonSave(meta)), force=True)
+        self.manager.wait_until_finished()
+
+    def latest(self, warn=print) -> dict | None:
+        """The progress of the newest readable step (None if there is none).
+
+        A step that cannot be read (corrupt or partial files) is skipped with
+        a warning through ``warn``, and the step before it is used.
+        """
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                out = self.manager.restore(step, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore(), state=ocp.args.StandardRestore()))
+                meta, state = dict(out["meta"]), dict(out["state"])
+                listed = sum(1 for _, shape, _ in meta["_leaves"] if np.prod(shape, dtype=int))
+                if len(state) != listed:
+                    raise ValueError(f"{len(state)} arrays stored, {listed} listed")
+            except Exception as err:  # orbax raises many types for unreadable files
+                warn(f"warning: resume checkpoint {self.directory} step {step} is unreadable "
+                     f"({type(err).__name__}: {str(err)[:200]}); falling back to the one before")
+                continue
+            self._found = (step, meta, state)
+            return {k: v for k, v in meta.items() if k != "_leaves"}
+        return None
+
+    def restore(self, template):
+        """The tree of the step found by :meth:`latest`, with ``template``'s structure.
+
+        Raises:
+          CheckpointMismatchError: the number, shape or dtype of the stored
+            arrays differs from the template's (names the first leaf that does).
+        """
+        _, meta, state = self._found
+        leaves, treedef = jax.tree.flatten(template)
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+        if len(leaves) != len(meta["_leaves"]):
+            raise CheckpointMismatchError(f"resume checkpoint holds {len(meta['_leaves'])} arrays, the config "
+                                          f"builds {len(leaves)} (another agent or config)")
+        out = []
+        for i, (path, leaf) in enumerate(zip(paths, leaves)):
+            name = f"{i:05d}"
+            stored = np.asarray(state[name]) if name in state else np.zeros(meta["_leaves"][i][1],
+                                                                            meta["_leaves"][i][2])
+            if stored.shape != tuple(leaf.shape) or stored.dtype != np.dtype(leaf.dtype):
+                raise CheckpointMismatchError(
+                    f"resume checkpoint array {meta['_leaves'][i][0]} is {stored.dtype}{list(stored.shape)}, "
+                    f"the config builds {path} as {np.dtype(leaf.dtype)}{list(leaf.shape)}")
+            out.append(stored)
+        return jax.tree.unflatten(treedef, out)
+
+    def close(self) -> None:
+        self.manager.close()

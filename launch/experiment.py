@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 
 import jax
@@ -29,7 +31,7 @@ from agents import agent_class
 from agents.bc import BCAgent
 from envs.wrappers import VecEnv
 from launch import loops
-from launch.checkpoint import Checkpointer, restore
+from launch.checkpoint import CheckpointMismatchError, Checkpointer, RunState, restore
 from launch.data import task_dataset
 from launch.logger import Logger, format_line
 from launch.validate import validate_config
@@ -85,11 +87,54 @@ def _check_finite(phase: str, step: int, metrics: dict) -> None:
                                  "The last good checkpoint is kept in the run folder.")
 
 
+_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s")  # where/how, not what
+
+
+def _config_dict(config) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def default_run_name(config) -> str:
+    """``<agent>_<env>_s<seed>_<hash>``: 8 hex digits of the config (but where its files go), so that the same
+    config always names the same folder (resume, sweeps)."""
+    what = {k: v for k, v in _config_dict(config).items() if k not in _NOT_IN_NAME}
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
+    env = config.env.name.replace(":", "-").replace("/", "-")
+    return f"{config.agent_name}_{env}_s{config.seed}_{digest}"
+
+
 def _run_dir(config) -> str:
-    if config.run_dir:
-        return config.run_dir
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{config.agent_name}_{config.env.name}_s{config.seed}_{stamp}")
+    """``config.run_dir``, or ``runs/<default_run_name>``: the same command finds the same folder."""
+    return config.run_dir or os.path.join("runs", default_run_name(config))
+
+
+def _check_same_config(run_dir: str, config) -> None:
+    """Refuses to resume (or re-report) a run folder that was started with another config, naming the field."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = json.load(f)
+
+    def first_difference(a, b, prefix=""):
+        for k in sorted(set(a) | set(b)):
+            if prefix == "" and k in _NOT_IN_NAME:
+                continue
+            va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+            if isinstance(va, dict) and isinstance(vb, dict):
+                found = first_difference(va, vb, f"{prefix}{k}.")
+                if found:
+                    return found
+            elif va != vb:
+                return f"{prefix}{k}", va, vb
+        return None
+
+    found = first_difference(old, _config_dict(config))
+    if found:
+        field, was, now = found
+        raise CheckpointMismatchError(
+            f"config.{field}: run folder {run_dir} was started with {was!r}, this command has {now!r}; resume "
+            "with the same config, or start afresh with another --config.run_dir (or delete the folder)")
 
 
 def _actor_meta(config, obs_size: int, action_size: int) -> dict:
@@ -126,15 +171,71 @@ def evaluate(eval_fn, agent, key, log) -> dict:
     return result
 
 
+_PHASES = ("pretrain", "offline", "online")  # the phases a resume checkpoint can be in, in run order
+
+
+class _Run:
+    """What every phase of one run shares: config, logging, the summary, agent checkpoints and resume state.
+
+    ``progress`` is the resume checkpoint's record (None for a fresh run):
+    phases before its phase are skipped, its phase goes on from its
+    counters and arrays (:meth:`start`), later phases run as usual.
+    """
+
+    def __init__(self, config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer):
+        self.config, self.log, self.run_dir, self.summary = config, log, run_dir, summary
+        self.logger, self.ckpt, self.resume, self.progress = logger, ckpt, resume, progress
+        self.meta, self.normalizer = meta, normalizer
+        self.save_index = progress["save_index"] if progress else 0
+        self.last_save = time.time()
+
+    def reached(self, phase: str) -> bool:
+        """True when the resume checkpoint is in ``phase`` or a later one (``phase`` itself is not finished)."""
+        return self.progress is not None and _PHASES.index(self.progress["phase"]) >= _PHASES.index(phase)
+
+    def skips(self, phase: str) -> bool:
+        """True when the resume checkpoint is in a phase after ``phase`` (``phase`` and its evaluation are done)."""
+        return self.progress is not None and _PHASES.index(self.progress["phase"]) > _PHASES.index(phase)
+
+    def start(self, phase: str, state: dict, counters: dict):
+        """``(state, counters)`` to begin ``phase`` with: restored from the resume checkpoint when it is in
+        ``phase`` (``state`` is then only the template), else the given ones."""
+        if self.progress is None or self.progress["phase"] != phase:
+            return state, counters
+        restored = _committed(self.resume.restore(state))
+        self.log(f"  resumed {phase} after {self.progress['counters']['calls']} compiled calls")
+        return restored, dict(self.progress["counters"])
+
+    def save(self, phase: str, state: dict, counters: dict, force: bool) -> None:
+        """Writes the resume checkpoint when forced or ``checkpoint_every_s`` has passed since the last one."""
+        if not force and time.time() - self.last_save < self.config.get("checkpoint_every_s", 300.0):
+            return
+        self.save_index += 1
+        self.resume.save(self.save_index, state, {
+            "phase": phase, "counters": counters, "summary": self.summary, "log_rows": len(self.logger.rows),
+            "save_index": self.save_index})
+        self.last_save = time.time()
+
+
 def run(config: ml_collections.ConfigDict, log=print) -> dict:
     """Runs the whole job described by ``config`` (see ``configs/qc.py``); returns the summary dict.
+
+    Resumable: the run's whole state (agents with their optimisers, replay
+    buffer, env states, PRNG keys, counters, the phase reached) is written to
+    ``<run_dir>/resume`` after compiled calls (at least every
+    ``config.checkpoint_every_s`` seconds, at every evaluation and at the end
+    of each phase). Running the same command again (same config, hence the
+    same run folder, see :func:`_run_dir`) continues from there and ends with
+    the same metrics as an uninterrupted run; a finished run (its
+    ``summary.json`` exists) returns that summary without training.
 
     Raises:
       ValueError: a config field is invalid (named in the message), the
         dataset does not fit the task, or a ``pretrained`` checkpoint does not
         match the config. All are raised before any training.
+      launch.checkpoint.CheckpointMismatchError: ``run_dir`` was started with
+        another config (names the first differing field).
       NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
-      FileExistsError: ``run_dir`` already holds a checkpoint (never overwritten).
     """
     t_start = time.time()
     task = envs.make(config.env.name)
@@ -146,14 +247,20 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     AgentClass = agent_class(config.agent_name)
 
     run_dir = _run_dir(config)
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
-        raise FileExistsError(f"config.run_dir: {run_dir} already holds a trained agent ({ckpt_dir}); choose "
-                              "another run_dir or delete that folder")
+    _check_same_config(run_dir, config)
+    if os.path.exists(os.path.join(run_dir, "summary.json")):
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            summary = json.load(f)
+        log(f"run folder {run_dir} holds a finished run (summary.json); nothing to do. Start afresh with another "
+            "--config.run_dir or after deleting the folder.")
+        return summary
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    log(f"run folder: {run_dir}")
+    resume = RunState(os.path.join(run_dir, "resume"))
+    progress = resume.latest(warn=log)
+    log(f"run folder: {run_dir}" + (f" (resuming: phase {progress['phase']}, after "
+                                    f"{progress['counters']['calls']} compiled calls)" if progress else ""))
 
     # 1. Demonstrations (built on first use, then loaded from the cache); none for an agent trained from scratch.
     from_scratch = getattr(AgentClass, "FROM_SCRATCH", False)
@@ -180,21 +287,27 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
             {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
         log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
 
-    logger = Logger(run_dir)
+    logger = Logger(run_dir, keep_rows=progress["log_rows"] if progress else None)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
     key = jax.random.PRNGKey(config.seed)
     key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = jax.random.split(key, 8)
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
-    summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
-               "dataset": card, "timings_s": {}, "compiles": {}, "start_unix": t_start}
+    if progress:  # the summary so far; compilations are counted per process
+        summary = {**progress["summary"], "compiles": {}, "compile_s": {}}
+        summary.setdefault("resumed", []).append({"phase": progress["phase"], "calls": progress["counters"]["calls"],
+                                                  "unix": t_start})
+    else:
+        summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
+                   "dataset": card, "timings_s": {}, "compiles": {}, "start_unix": t_start}
+    ctx = _Run(config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer)
 
     # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
-    if not from_scratch:
+    if not from_scratch and not ctx.skips("pretrain"):
         if not config.pretrained:
             log(f"BC pretraining: {config.pretrain.steps} steps, batch {agent_cfg.batch_size}, "
                 f"{agent_cfg.generative}")
-            bc_agent = _update_phase("pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
-                                     config.pretrain.log_every, config, logger, log, summary, ("bc_loss",))
+            bc_agent = _update_phase(ctx, "pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
+                                     config.pretrain.log_every, ("bc_loss",))
         ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
         t0 = time.time()
         eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
@@ -205,35 +318,26 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
 
     if config.agent_name == "bc":
         _videos(config, task, normalizer, bc_agent, run_dir, "bc", summary, log)
-        return _finish(summary, run_dir, t_start, logger, ckpt, log)
+        return _finish(ctx, t_start)
 
-    if getattr(AgentClass, "ON_POLICY", False):  # 4'. on-policy fine-tuning (or training from scratch)
-        agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
-                                             actor=None if bc_agent is None else bc_agent.actor,
-                                             num_envs=config.env.num_envs))
-        eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
-                                                       agent_cfg.discount), (agent, k_eval_ft), summary, log)
-        agent = _onpolicy(config, agent, task, normalizer, k_env, k_online, eval_ft, logger, ckpt, meta, log,
-                          summary)
-        t0 = time.time()
-        summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
-        summary["timings_s"]["eval_finetuned"] = time.time() - t0
-        _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
-        _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
-        return _finish(summary, run_dir, t_start, logger, ckpt, log)
-
-    # 4. RL agent from the BC actor: offline updates on demonstrations, then online.
-    agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg, actor=bc_agent.actor))
+    # 4. The fine-tuning agent from the BC actor (or from scratch): offline updates on demonstrations for an
+    #    off-policy agent, then online fine-tuning (replay-based, or on-policy iterations).
+    on_policy = getattr(AgentClass, "ON_POLICY", False)
+    extra = {"num_envs": config.env.num_envs} if on_policy else {}
+    agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
+                                         actor=None if bc_agent is None else bc_agent.actor, **extra))
     eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
                                                    agent_cfg.discount), (agent, k_eval_ft), summary, log)
-    if config.offline.steps > 0:
+    if not on_policy and config.offline.steps > 0 and not ctx.skips("offline"):
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
-        agent = _update_phase("offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
-                              config, logger, log, summary, AgentClass.METRICS)
+        agent = _update_phase(ctx, "offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
+                              AgentClass.METRICS)
         summary["offline_rl"] = evaluate(eval_ft, agent, k_eval_off, log)
         _record_eval("offline_rl", 0, summary["offline_rl"], logger, summary, run_dir)
-    agent = _online(config, agent, task, normalizer, offline, k_env, k_online, eval_ft, logger, ckpt, meta,
-                    log, summary)
+    if on_policy:
+        agent = _onpolicy(ctx, agent, task, k_online, eval_ft)
+    else:
+        agent = _online(ctx, agent, task, offline, k_env, k_online, eval_ft)
 
     # 5. Evaluate the fine-tuned agent.
     t0 = time.time()
@@ -241,7 +345,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     summary["timings_s"]["eval_finetuned"] = time.time() - t0
     _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
     _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
-    return _finish(summary, run_dir, t_start, logger, ckpt, log)
+    return _finish(ctx, t_start)
 
 
 def restore_agent(run_dir: str, config, step: int | None = None):
@@ -300,7 +404,49 @@ def _videos(config, task, normalizer, agent, run_dir, tag, summary, log) -> None
     summary["timings_s"]["videos"] = time.time() - t0
 
 
-def _update_phase(phase, agent, buffer, key, steps, log_every, config, logger, log, summary, keys):
+def _drive(ctx: _Run, phase: str, call, state: dict, counters: dict, total_calls: int, row_fn,
+           eval_at=None, on_eval=None) -> tuple[dict, dict]:
+    """The host side of every training loop: calls a compiled loop until ``total_calls``, logs, checkpoints.
+
+    Args:
+      ctx: the run.
+      phase: ``pretrain``, ``offline`` or ``online`` (resume and logging).
+      call: ``call(state, key) -> (state, metrics)`` runs one compiled call;
+        ``state`` is a dict of arrays holding ``key`` (the loop's PRNG key,
+        split here before each call) and what the loop carries.
+      counters: ``calls`` and the loop's own running sums (JSON numbers).
+      row_fn: ``row_fn(metrics, seconds, counters) -> (x, row, keys)``:
+        the logged x (gradient or env steps), the metrics row and the keys
+        printed on the progress line; it may update ``counters``.
+      eval_at, on_eval: ``eval_at(counters)`` says whether to evaluate after
+        this call (never after the last: the run evaluates at the end);
+        ``on_eval(state, counters, x) -> state`` does it.
+
+    Raises:
+      NonFiniteLossError: a ``*loss`` metric is NaN or infinite.
+    """
+    state, counters = ctx.start(phase, state, counters)
+    while counters["calls"] < total_calls:
+        state["key"], k = jax.random.split(state["key"])
+        t0 = time.time()
+        state, metrics = call(state, k)
+        metrics = jax.tree.map(float, metrics)
+        dt = time.time() - t0
+        counters["calls"] += 1
+        counters["loop_s"] = counters.get("loop_s", 0.0) + dt
+        x, row, keys = row_fn(metrics, dt, counters)
+        _check_finite(phase, x, metrics)
+        ctx.logger.log(phase, x, row)
+        ctx.log(format_line(phase, x, row, keys))
+        last = counters["calls"] == total_calls
+        evaluated = bool(eval_at and not last and eval_at(counters))
+        if evaluated:
+            state = on_eval(state, counters, x)
+        ctx.save(phase, state, counters, force=last or evaluated)
+    return state, counters
+
+
+def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
     """``steps`` agent updates on ``buffer`` (no env interaction), compiled in calls of ``log_every``.
 
     Logs the averaged metrics and the update rate after every call; records the
@@ -308,86 +454,111 @@ def _update_phase(phase, agent, buffer, key, steps, log_every, config, logger, l
     """
     if steps <= 0:
         return agent
+    config = ctx.config
     every = math.gcd(steps, max(1, min(log_every, steps)))  # calls of equal length that add up to ``steps``
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
                                     config.agent.discount, every)
     agent = _committed(agent)
-    fn = _compile(phase, fn, (agent, buffer, key), summary, log)
-    t0, done = time.time(), 0
-    while done < steps:
-        key, k = jax.random.split(key)
-        agent, info = fn(agent, buffer, k)
-        info = jax.tree.map(float, info)
-        done += every
-        _check_finite(phase, done, info)
-        info["updates_per_s"] = done / max(time.time() - t0, 1e-9)
-        logger.log(phase, done, info)
-        log(format_line(phase, done, info, (*keys, "updates_per_s")))
-    summary["timings_s"][phase] = time.time() - t0
-    summary[f"{phase}_updates_per_s"] = done / max(time.time() - t0, 1e-9)
-    return agent
+    fn = _compile(phase, fn, (agent, buffer, key), ctx.summary, ctx.log)
+
+    def call(state, k):
+        agent, info = fn(state["agent"], buffer, k)
+        return {**state, "agent": agent}, info
+
+    def row(info, dt, c):
+        done = c["calls"] * every
+        return done, {**info, "updates_per_s": done / max(c["loop_s"], 1e-9)}, (*keys, "updates_per_s")
+
+    state, c = _drive(ctx, phase, call, {"agent": agent, "key": key}, {"calls": 0}, steps // every, row)
+    ctx.summary["timings_s"][phase] = c["loop_s"]
+    ctx.summary[f"{phase}_updates_per_s"] = steps / max(c["loop_s"], 1e-9)
+    return state["agent"]
 
 
-def _online(config, agent, task, normalizer, offline, k_env, key, eval_fn, logger, ckpt, meta, log, summary):
+def _env_state(ctx: _Run, env: VecEnv, initial):
+    """The envs' first state, or only its shapes when the online phase resumes from a checkpoint."""
+    return jax.eval_shape(initial) if ctx.reached("online") else _committed(initial())
+
+
+def _online_eval(ctx: _Run, eval_fn, iters_of):
+    """An ``on_eval`` for :func:`_drive`: evaluates, records it and saves the agent checkpoint."""
+    def on_eval(state, c, env_steps):
+        state["k_eval"], k = jax.random.split(state["k_eval"])
+        result = evaluate(eval_fn, state["agent"], k, ctx.log)
+        _record_eval("online", env_steps, result, ctx.logger, ctx.summary, ctx.run_dir)
+        ctx.ckpt.save(iters_of(c), state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
+        return state
+    return on_eval
+
+
+def _episode_row(m: dict, dt: float, c: dict) -> dict:
+    """Online metrics row: the call's means, episode statistics when episodes ended, throughput."""
+    c["env_steps"] += int(m["env_steps"])
+    c["episodes"] += m["episodes"]
+    c["successes"] += m["successes"]
+    row = {k: v for k, v in m.items() if k not in ("return_sum", "length_sum")}
+    if m["episodes"]:  # no column when no episode ended in this call
+        row.update(train_success=m["successes"] / m["episodes"], episode_return=m["return_sum"] / m["episodes"],
+                   episode_length=m["length_sum"] / m["episodes"])
+    row["env_steps_per_s"] = m["env_steps"] / max(dt, 1e-9)
+    return row
+
+
+def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
+    """Replay-based fine-tuning: each iteration acts one chunk in every env, stores it, runs UTD updates."""
+    config = ctx.config
     cfg, acfg = config.online, config.agent
     num_envs, h = config.env.num_envs, acfg.action_steps
     env = VecEnv(task, num_envs, config.env.episode_length)
     total_iters = max(1, cfg.env_steps // (num_envs * h))
     updates_per_iter = max(1, round(cfg.utd_ratio * num_envs))
     log_every = max(1, min(cfg.log_every, total_iters))
+    total_calls = -(-total_iters // log_every)
     example = {"obs": jnp.zeros(task.observation_size), "action": jnp.zeros(task.action_size),
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(task.observation_size),
                "terminated": jnp.zeros((), bool), "truncated": jnp.zeros((), bool), "valid": jnp.zeros((), bool)}
     online = _committed(ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs))
-    log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * num_envs * h} "
-        f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
-        f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
-        f"offline share {cfg.offline_ratio}")
-    fn = loops.make_online_iterations(env, normalizer, batch_size=acfg.batch_size, horizon=acfg.horizon,
+    ctx.log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * num_envs * h} "
+            f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
+            f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
+            f"offline share {cfg.offline_ratio}")
+    fn = loops.make_online_iterations(env, ctx.normalizer, batch_size=acfg.batch_size, horizon=acfg.horizon,
                                       action_steps=h, discount=acfg.discount,
                                       updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
                                       num_iters=log_every)
-    env_state = _committed(env.reset(k_env))
-    fn = _compile("online", fn, (agent, env_state, online, offline, key), summary, log)
+    env_state = _env_state(ctx, env, lambda: jax.jit(env.reset)(k_env))  # eager MJX reset: ~30 s op by op
+    fn = _compile("online", fn, (agent, env_state, online, offline, key), ctx.summary, ctx.log)
     key, k_eval = jax.random.split(key)
-    iters, env_steps, episodes, successes = 0, 0, 0.0, 0.0
-    t_loop = 0.0
-    while iters < total_iters:
-        key, k = jax.random.split(key)
-        t_call = time.time()
-        agent, env_state, online, m = fn(agent, env_state, online, offline, k)
-        m = jax.tree.map(float, m)
-        dt = time.time() - t_call
-        t_loop += dt
-        iters += log_every
-        env_steps += int(m["env_steps"])
-        _check_finite("online", env_steps, m)
-        episodes, successes = episodes + m["episodes"], successes + m["successes"]
-        n_ep = max(m["episodes"], 1.0)
-        row = {**{k_: v for k_, v in m.items() if k_ not in ("return_sum", "length_sum")},
-               "train_success": m["successes"] / n_ep, "episode_length": m["length_sum"] / n_ep,
-               "env_steps_per_s": m["env_steps"] / dt, "updates_per_s": log_every * updates_per_iter / dt}
-        logger.log("online", env_steps, row)
-        log(format_line("online", env_steps, row, ("train_success", *type(agent).METRICS,
-                                                    "env_steps_per_s", "updates_per_s")))
-        if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
-            k_eval, k = jax.random.split(k_eval)
-            result = evaluate(eval_fn, agent, k, log)
-            _record_eval("online", env_steps, result, logger, summary, summary["run_dir"])
-            ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
-    ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
-    summary["online"] = {
-        "env_steps": env_steps, "iterations": iters, "updates": iters * updates_per_iter,
-        "updates_per_iteration": updates_per_iter, "train_episodes": episodes,
-        "train_success": successes / max(episodes, 1.0),
-        "env_steps_per_s": env_steps / max(t_loop, 1e-9),
-        "updates_per_s": iters * updates_per_iter / max(t_loop, 1e-9),
+
+    def call(state, k):
+        agent, env_state, buffer, m = fn(state["agent"], state["env_state"], state["buffer"], offline, k)
+        return {**state, "agent": agent, "env_state": env_state, "buffer": buffer}, m
+
+    def row(m, dt, c):
+        r = _episode_row(m, dt, c)
+        r.setdefault("train_success", 0.0)
+        r["updates_per_s"] = log_every * updates_per_iter / max(dt, 1e-9)
+        return c["env_steps"], r, ("train_success", *type(agent).METRICS, "env_steps_per_s", "updates_per_s")
+
+    state = {"agent": agent, "env_state": env_state, "buffer": online, "key": key, "k_eval": k_eval}
+    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
+    state, c = _drive(ctx, "online", call, state, counters, total_calls, row,
+                      eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
+                      on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
+    iters = c["calls"] * log_every
+    ctx.ckpt.save(total_iters, state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
+    ctx.summary["online"] = {
+        "env_steps": c["env_steps"], "iterations": iters, "updates": iters * updates_per_iter,
+        "updates_per_iteration": updates_per_iter, "train_episodes": c["episodes"],
+        "train_success": c["successes"] / max(c["episodes"], 1.0),
+        "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9),
+        "updates_per_s": iters * updates_per_iter / max(c["loop_s"], 1e-9),
     }
-    summary["timings_s"]["online_loop"] = t_loop
-    return agent
+    ctx.summary["timings_s"]["online_loop"] = c["loop_s"]
+    return state["agent"]
 
 
-def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt, meta, log, summary):
+def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
     """On-policy training: iterations of ``rollout_length`` chunk steps in every env, then one PPO update.
 
     Runs :func:`launch.loops.make_onpolicy_iterations` in compiled calls of
@@ -395,6 +566,7 @@ def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt
     whole calls); evaluates and checkpoints every ``online.eval_every``
     iterations. Records success/return against env steps and wall time.
     """
+    config = ctx.config
     cfg, acfg = config.online, config.agent
     num_envs, h, T = config.env.num_envs, acfg.action_steps, acfg.rollout_length
     env = VecEnv(task, num_envs, config.env.episode_length)
@@ -402,58 +574,53 @@ def _onpolicy(config, agent, task, normalizer, k_env, key, eval_fn, logger, ckpt
     total_iters = max(1, -(-cfg.env_steps // per_iter))
     log_every = max(1, min(cfg.log_every, total_iters))
     total_iters = -(-total_iters // log_every) * log_every
-    log(f"on-policy {config.agent_name}: {total_iters} iterations x {num_envs} envs x {T} chunks x {h} steps = "
-        f"{total_iters * per_iter} env steps (at most; episodes may end chunks early), "
-        f"{acfg.num_epochs} epochs per iteration")
-    fn = loops.make_onpolicy_iterations(env, normalizer, rollout_length=T, action_steps=h,
+    ctx.log(f"on-policy {config.agent_name}: {total_iters} iterations x {num_envs} envs x {T} chunks x {h} steps = "
+            f"{total_iters * per_iter} env steps (at most; episodes may end chunks early), "
+            f"{acfg.num_epochs} epochs per iteration")
+    fn = loops.make_onpolicy_iterations(env, ctx.normalizer, rollout_length=T, action_steps=h,
                                         discount=acfg.discount, num_iters=log_every)
-    del k_env  # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
-    env_state = _committed(loops.pending_state(env))
-    fn = _compile("onpolicy", fn, (agent, env_state, key), summary, log)
+    # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
+    env_state = _env_state(ctx, env, lambda: loops.pending_state(env))
+    fn = _compile("onpolicy", fn, (agent, env_state, key), ctx.summary, ctx.log)
     key, k_eval = jax.random.split(key)
-    iters, env_steps, episodes, successes, t_loop = 0, 0, 0.0, 0.0, 0.0
     t_start = time.time()
-    while iters < total_iters:
-        key, k = jax.random.split(key)
-        t_call = time.time()
-        agent, env_state, m = fn(agent, env_state, k)
-        m = jax.tree.map(float, m)
-        dt = time.time() - t_call
-        t_loop += dt
-        iters += log_every
-        env_steps += int(m["env_steps"])
-        _check_finite("onpolicy", env_steps, m)
-        episodes, successes = episodes + m["episodes"], successes + m["successes"]
-        row = {k_: v for k_, v in m.items() if k_ not in ("return_sum", "length_sum")}
-        if m["episodes"]:  # no column when no episode ended in this call
-            row.update(train_success=m["successes"] / m["episodes"], episode_return=m["return_sum"] / m["episodes"],
-                       episode_length=m["length_sum"] / m["episodes"])
-        row.update(env_steps_per_s=m["env_steps"] / dt, wall_s=time.time() - t_start)
-        logger.log("online", env_steps, row)
-        log(format_line("online", env_steps, row, ("train_success", "episode_return", *type(agent).METRICS,
-                                                    "env_steps_per_s")))
-        if cfg.eval_every and iters % cfg.eval_every < log_every and iters < total_iters:
-            k_eval, k = jax.random.split(k_eval)
-            result = evaluate(eval_fn, agent, k, log)
-            _record_eval("online", env_steps, result, logger, summary, summary["run_dir"])
-            ckpt.save(iters, agent, normalizer, {**meta, "phase": "online"})
-    ckpt.save(total_iters, agent, normalizer, {**meta, "phase": "online"})
-    summary["online"] = {
-        "env_steps": env_steps, "iterations": iters, "train_episodes": episodes,
-        "train_success": successes / max(episodes, 1.0), "env_steps_per_s": env_steps / max(t_loop, 1e-9),
-        "wall_s": time.time() - t_start,
+
+    def call(state, k):
+        agent, env_state, m = fn(state["agent"], state["env_state"], k)
+        return {**state, "agent": agent, "env_state": env_state}, m
+
+    def row(m, dt, c):
+        r = _episode_row(m, dt, c)
+        r["wall_s"] = time.time() - t_start
+        return c["env_steps"], r, ("train_success", "episode_return", *type(agent).METRICS, "env_steps_per_s")
+
+    state = {"agent": agent, "env_state": env_state, "key": key, "k_eval": k_eval}
+    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
+    state, c = _drive(ctx, "online", call, state, counters, total_iters // log_every, row,
+                      eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
+                      on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
+    ctx.ckpt.save(total_iters, state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
+    ctx.summary["online"] = {
+        "env_steps": c["env_steps"], "iterations": total_iters, "train_episodes": c["episodes"],
+        "train_success": c["successes"] / max(c["episodes"], 1.0),
+        "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9), "wall_s": time.time() - t_start,
     }
-    summary["timings_s"]["online_loop"] = t_loop
-    return agent
+    ctx.summary["timings_s"]["online_loop"] = c["loop_s"]
+    return state["agent"]
 
 
-def _finish(summary, run_dir, t_start, logger, ckpt, log) -> dict:
-    summary["wall_time_s"] = time.time() - t_start
+def _finish(ctx: _Run, t_start: float) -> dict:
+    """Writes ``summary.json`` (the run is finished from then on), drops the resume state, prints the summary."""
+    summary, run_dir, log = ctx.summary, ctx.run_dir, ctx.log
+    summary["wall_time_s"] = time.time() - t_start  # this process (a resumed run lists its resumes)
     summary["peak_rss_mib"] = _peak_rss_mib()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    logger.close()
-    ckpt.close()
+    ctx.logger.close()
+    ctx.ckpt.close()
+    ctx.resume.close()
+    shutil.rmtree(ctx.resume.directory, ignore_errors=True)  # a finished run is recognised by summary.json
+
     def rate(name):
         return (f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f} "
                 f"(mean return {summary[name]['return']:.1f})")

@@ -128,12 +128,14 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
     def iteration(carry, key):
         agent, env_state = carry
 
+        # envs still marked done (only a pending_state at the very start: execute_chunk auto-resets
+        # after every episode end) begin their first episode here, once per iteration
+        key, k_first = jax.random.split(key)
+        env_state = jax.lax.cond((env_state.done > 0).any(), lambda s: env.reset_done(s, k_first),
+                                 lambda s: s, env_state)
+
         def step(env_state, k):
             k_act, k_reset = jax.random.split(k)
-            # envs still marked done (only a pending_state at the very start) begin their first episode here
-            env_state = jax.lax.cond((env_state.done > 0).any(),
-                                     lambda s: env.reset_done(s, jax.random.fold_in(k_reset, 1)),
-                                     lambda s: s, env_state)
             obs = normalizer.obs(env_state.obs)
             chunk, extras = agent.act(obs, k_act)
             env_state, steps = execute_chunk(env, env_state, normalizer.unnormalize_action(chunk),

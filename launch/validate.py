@@ -43,6 +43,8 @@ def validate_config(config, task) -> None:
         if a.generative == "ddpm":
             _require(a.denoising_steps <= a.train_denoising_steps, "agent.denoising_steps",
                      f"<= train_denoising_steps={a.train_denoising_steps}", a.denoising_steps)
+    _require(config.get("checkpoint_every_s", 0.0) >= 0, "checkpoint_every_s", ">= 0 seconds (0: after every call)",
+             config.get("checkpoint_every_s"))
     _require(e.num_envs >= 1, "env.num_envs", ">= 1", e.num_envs)
     _require(e.num_eval_episodes >= 1, "env.num_eval_episodes", ">= 1", e.num_eval_episodes)
     _require(e.get("num_video_episodes", 0) >= 0, "env.num_video_episodes", ">= 0 (0: no videos)",

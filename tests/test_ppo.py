@@ -17,6 +17,7 @@ import pytest
 from agents import ppo
 from agents.onpolicy import RunningNorm
 from agents.ppo import PPOAgent
+from launch.checkpoint import CheckpointMismatchError
 
 
 def test_running_norm_matches_numpy():
@@ -130,8 +131,16 @@ def test_run_folder_and_checkpoint_round_trip(trained):
     obs = jnp.ones((2, 5))
     first, _ = experiment.restore_agent(config.run_dir, config, step=100)  # the evaluation checkpoint
     assert not np.allclose(first.mean_actions(obs), agent.mean_actions(obs))
-    with pytest.raises(FileExistsError, match="run_dir"):  # never overwrites a trained agent
-        experiment.run(config, log=lambda _: None)
+    # the same command again finds the finished run: its summary back, nothing trained or overwritten
+    mtime = os.path.getmtime(os.path.join(config.run_dir, "metrics.csv"))
+    lines = []
+    again = experiment.run(config, log=lines.append)
+    assert again["finetuned"] == summary["finetuned"] and "finished run" in lines[-1]
+    assert os.path.getmtime(os.path.join(config.run_dir, "metrics.csv")) == mtime
+    other = config.copy_and_resolve_references()
+    other.agent.num_epochs = 3  # another config in the same folder is refused, naming the field
+    with pytest.raises(CheckpointMismatchError, match="agent.num_epochs.*run_dir"):
+        experiment.run(other, log=lambda _: None)
 
 
 def test_policy_demos_from_a_trained_policy(trained, data_dir):

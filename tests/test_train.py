@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -116,6 +117,101 @@ def test_dppo_runs_through_the_same_pipeline(smoke_run, tmp_path):
     assert steps == [0, 2, 4]  # BC, the mid-run evaluation, the end
 
 
+def _timeless(path):
+    """metrics.csv rows without the wall-clock columns (speeds and times differ between any two runs)."""
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if not k.endswith("_per_s") and k != "wall_s"}
+                for row in csv.DictReader(f)]
+
+
+def test_run_killed_in_every_phase_resumes_to_the_same_metrics(smoke_run, tmp_path):
+    """SIGKILL at a random moment of pretraining, of offline RL and of online RL; the same command each time."""
+    import random
+    import signal
+
+    ref_dir, data_dir, _ = smoke_run  # the same config, never interrupted
+    run_dir = str(tmp_path / "run")
+    cmd = [sys.executable, TRAIN, "--config=configs/qc.py:smoke", f"--config.run_dir={run_dir}",
+           f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=1", "--config.checkpoint_every_s=0"]
+    rng = random.Random()
+    delays = {marker: rng.uniform(0.0, 0.3) for marker in ("[pretrain]", "[offline]", "[online]")}
+    for marker, delay in delays.items():  # killed shortly after the phase's first progress line
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith(marker):
+                time.sleep(delay)
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, (delays, "".join(out)[-3000:])
+        assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (delays, proc.stdout[-3000:] + proc.stderr[-3000:])
+    assert "resuming" in proc.stdout
+    ref, got = (json.load(open(os.path.join(d, "summary.json"))) for d in (ref_dir, run_dir))
+    assert got["resumed"] and got["resumed"][-1]["phase"] in ("offline", "online"), (delays, got["resumed"])
+    # every logged metric, in the same order, bit for bit: nothing logged twice, nothing lost
+    assert _timeless(os.path.join(run_dir, "metrics.csv")) == _timeless(os.path.join(ref_dir, "metrics.csv")), delays
+    for stage in ("bc", "offline_rl", "finetuned"):
+        assert {k: v for k, v in got[stage].items() if k != "wall_s"} == \
+            {k: v for k, v in ref[stage].items() if k != "wall_s"}, (stage, delays)
+    assert got["online"]["env_steps"] == ref["online"]["env_steps"]
+    assert [e["stage"] for e in got["evals"]] == [e["stage"] for e in ref["evals"]]
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == sorted(
+        os.listdir(os.path.join(ref_dir, "checkpoints")))  # the BC checkpoint (step 0) is kept
+    assert not os.path.exists(os.path.join(run_dir, "resume"))  # dropped once summary.json is written
+
+
+def test_resume_state_falls_back_past_an_unreadable_step_and_names_a_mismatch(tmp_path):
+    import jax
+    import numpy as np
+
+    from launch.checkpoint import RunState
+
+    tree = {"w": np.arange(6.0).reshape(2, 3), "empty": np.zeros((0, 4)), "key": jax.random.PRNGKey(3)}
+    state = RunState(str(tmp_path / "resume"))
+    state.save(1, tree, {"phase": "offline", "counters": {"calls": 1}})
+    state.save(2, {**tree, "w": tree["w"] + 1}, {"phase": "online", "counters": {"calls": 2}})
+    state.close()
+    fresh = RunState(str(tmp_path / "resume"))
+    assert fresh.latest()["phase"] == "online"
+    got = fresh.restore(jax.tree.map(np.zeros_like, tree))
+    np.testing.assert_array_equal(got["w"], tree["w"] + 1)
+    assert got["empty"].shape == (0, 4) and got["key"].dtype == np.uint32
+    with pytest.raises(CheckpointMismatchError, match=r"\['w'\]"):
+        fresh.restore({**tree, "w": np.zeros((3, 3))})
+    for root, _, files in os.walk(tmp_path / "resume" / "2" / "state"):  # damage every file of the latest step
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"not a checkpoint")
+    warnings = []
+    progress = RunState(str(tmp_path / "resume")).latest(warn=warnings.append)
+    assert progress["phase"] == "offline" and progress["counters"] == {"calls": 1}
+    assert len(warnings) == 1 and "step 2" in warnings[0] and "falling back" in warnings[0]
+
+
+def test_a_run_folder_started_with_another_config_is_refused(smoke_run, tmp_path):
+    run_dir, data_dir, _ = smoke_run
+    c = _smoke_config(tmp_path, data_dir)
+    c.run_dir = run_dir
+    c.agent.discount = 0.9
+    with pytest.raises(CheckpointMismatchError, match="agent.discount.*0.99.*0.9"):
+        run(c, log=lambda *_: None)
+
+
+def test_default_run_folder_is_the_same_for_the_same_config():
+    from launch.experiment import _run_dir
+
+    a, b = qc_config.get_config("smoke"), qc_config.get_config("smoke")
+    assert _run_dir(a) == _run_dir(b) and _run_dir(a).startswith(os.path.join("runs", "qc_point_obstacle_s0_"))
+    b.data_dir = "elsewhere"  # where the data lives is not what is run
+    assert _run_dir(a) == _run_dir(b)
+    b.agent.num_samples = 7
+    assert _run_dir(a) != _run_dir(b)
+
+
 def _smoke_config(tmp_path, data_dir=None):
     c = qc_config.get_config("smoke")
     c.run_dir, c.data_dir = str(tmp_path / "run"), data_dir or str(tmp_path / "data")
@@ -213,3 +309,23 @@ def test_checkpoint_round_trip_restores_the_same_arrays(tmp_path):
         restore(str(tmp_path / "ckpt"), other, normalizer, {"obs_size": 7})
     with pytest.raises(FileNotFoundError, match="pretrained"):
         restore(str(tmp_path / "nothing"), other, normalizer, {})
+
+
+def test_bc_checkpoint_outlives_max_to_keep(tmp_path):
+    """``--config.pretrained=runs/<run>`` reads step 0: later checkpoints must not delete it."""
+    import numpy as np
+
+    from agents.bc import BCAgent
+    from launch.checkpoint import Checkpointer, restore
+    from replay.normalizer import Normalizer
+
+    c = qc_config.get_config("smoke").agent
+    agent = BCAgent.create(0, 6, 2, c)
+    normalizer = Normalizer.from_data(np.random.rand(50, 6), np.random.rand(50, 2) * 2 - 1)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), max_to_keep=3)
+    for step in (0, 3, 6, 9, 12):
+        ckpt.save(step, agent, normalizer, {"phase": "bc" if step == 0 else "online"})
+    ckpt.close()
+    assert sorted(int(s) for s in os.listdir(tmp_path / "ckpt") if s.isdigit()) == [0, 6, 9, 12]
+    _, _, meta = restore(str(tmp_path / "ckpt"), agent, normalizer, {"phase": "bc"}, step=0)
+    assert meta["phase"] == "bc"
