@@ -30,6 +30,9 @@ setup(
         "pillow>=10",
         "matplotlib>=3.8",
         "numpy>=1.26",
+        "submitit>=1.5",   # sweeps: Slurm job arrays and local processes (launch/sweep.py)
+        "rliable>=1.2",    # IQM and stratified-bootstrap confidence intervals (launch/results.py)
+        "pandas<3",        # rliable needs arch<8, whose import fails with pandas 3
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],

@@ -21,3 +21,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     agent = qc.get_config()
     agent.q_agg = "min"  # pessimistic ensemble (README: the mean over-estimates on 200 demonstrations)
     return common.make("qc", agent, arg, "configs/qc.py")
+
+
+def sweep(arg: str | None = None) -> list[dict]:
+    """``python launch/sweep.py --config=configs/qc.py[:preset]``: 5 seeds of the config (``arg``: its preset)."""
+    del arg
+    return common.grid({"seed": range(5)})

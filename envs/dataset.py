@@ -226,7 +226,12 @@ def build_dataset(
         counts = {"num_episodes": num_episodes, "num_steps": builder.num_steps}
         with open(os.path.join(builder.data_dir, CARD_FILE), "w") as f:
             f.write(_card_json(name, metadata | counts))
-        os.rename(builder.data_dir, final_dir)
+        try:
+            os.rename(builder.data_dir, final_dir)
+        except OSError:
+            if os.path.exists(final_dir):  # another process (a sweep's parallel job) finished it first
+                raise FileExistsError(f"dataset directory {final_dir} was built by another process meanwhile")
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final_dir
@@ -346,5 +351,8 @@ def load_or_build(
     except DatasetCorruptError as e:
         log(f"{e} Deleting {_dataset_dir(name, data_dir)} and rebuilding it now.")
         shutil.rmtree(_dataset_dir(name, data_dir))
-    build_dataset(name, episodes_fn, metadata=metadata, **kwargs)
+    try:
+        build_dataset(name, episodes_fn, metadata=metadata, **kwargs)
+    except FileExistsError:  # built by a concurrent job with the same name (hence the same data)
+        log(f"dataset {name} was built by another process meanwhile; loading that copy")
     return load_dataset(name, **kwargs)

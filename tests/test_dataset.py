@@ -194,3 +194,19 @@ def test_build_rejects_bad_episodes_and_metadata(tmp_path):
     with pytest.raises(ValueError, match="no episodes"):
         dataset.build_dataset(NAME, lambda: [], obs_size=O, action_size=A, data_dir=str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_load_or_build_takes_the_copy_a_concurrent_job_finished_first(tmp_path):
+    """Two sweep jobs building the same dataset at once: the one that loses the race loads the winner's copy."""
+    data_dir = str(tmp_path)
+    kwargs = dict(data_dir=data_dir, obs_size=O, action_size=A)
+
+    def racing_episodes():  # while this job generates, another one finishes the same dataset
+        dataset.build_dataset(NAME, lambda: iter(EPISODES), **kwargs)
+        return iter(EPISODES)
+
+    logs = []
+    steps, _ = dataset.load_or_build(NAME, racing_episodes, log=logs.append, **kwargs)
+    assert_matches_episodes(steps)
+    assert any("another process" in line for line in logs)
+    assert [d for d in os.listdir(data_dir) if d.startswith(".")] == []  # no staging folder left behind

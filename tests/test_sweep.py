@@ -1,0 +1,110 @@
+"""Sweeps (launch/sweep.py, local executor) and the results table (launch/results.py, rliable)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import common
+from configs import qc as qc_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fake_run(root, method, task, seed, bc, evals, agent_extra=None):
+    """A finished run folder as the pipeline writes it (summary.json + config.json), without training."""
+    d = os.path.join(root, f"{method}_{task}_s{seed}")
+    os.makedirs(d)
+    metric = "return" if ":" in task else "success"
+    final = evals[-1]
+    summary = {"agent": method, "env": task, "seed": seed, "wall_time_s": 1.0,
+               "bc": {metric: bc, "episodes": 64}, "finetuned": {metric: final, "episodes": 64},
+               "evals": [{"stage": "bc", "env_steps": 0, metric: bc}]
+               + [{"stage": "online", "env_steps": 100 * (i + 1), metric: v} for i, v in enumerate(evals[:-1])]
+               + [{"stage": "finetuned", "env_steps": 100 * len(evals), metric: final}]}
+    with open(os.path.join(d, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"agent": agent_extra or {}}, f)
+    return d
+
+
+def test_results_table_is_the_iqm_of_final_evaluations_with_bootstrap_cis(tmp_path):
+    from launch import results
+
+    finals = [0.1, 0.2, 0.3, 0.4, 1.0]  # IQM 0.3 (the middle three), mean 0.4
+    for seed, final in enumerate(finals):
+        # an intermediate evaluation beats the final one: the score must not be the best checkpoint
+        _fake_run(tmp_path, "qc", "point_obstacle", seed, bc=0.05, evals=[0.95, final])
+        _fake_run(tmp_path, "qc", "pick_place", seed, bc=0.0, evals=[0.5])
+        _fake_run(tmp_path, "dql", "point_obstacle", seed, bc=0.05, evals=[0.2, 0.6],
+                  agent_extra={"q_action": "one_step"})
+    records = results.load(results.find_runs([str(tmp_path)]))
+    assert len(records) == 15 and {r["method"] for r in records} == {"qc", "edp"}  # DQL's one-step variant
+    point, lo, hi = results.iqm_ci(np.array(finals)[:, None], reps=500)
+    assert point == pytest.approx(0.3) and lo <= 0.3 <= hi and lo < hi
+    text = results.write(records, str(tmp_path / "out"), reps=500)
+    row = next(line for line in text.splitlines() if line.startswith("| qc | point_obstacle"))
+    assert "| 5 |" in row and "0.300 [" in row and "0.950" not in row
+    assert "0.050 [0.050, 0.050]" in row  # the BC start
+    agg = next(line for line in text.splitlines() if line.startswith("| qc | **all 2 tasks**"))
+    expected, _, _ = results.iqm_ci(np.array([finals, [0.5] * 5]).T, reps=500)
+    assert f"{expected:.3f}" in agg
+    assert not any(line.startswith("| edp | **all") for line in text.splitlines())  # one task only
+    assert "final" in text and "never the best" in text.lower() and "stratified bootstrap" in text
+    with open(tmp_path / "out" / "curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(rows) == 16 and rows[0].startswith("method,task,seed")
+
+
+def test_overrides_and_grid_name_bad_fields():
+    c = qc_config.get_config("smoke")
+    common.apply_overrides(c, {"preset": "pick_place", "seed": 4, "agent.actor_hidden_dims": [16, 16]})
+    assert c.env.name == "pick_place" and c.seed == 4 and c.agent.actor_hidden_dims == (16, 16)
+    assert c.agent.batch_size == 32  # the smoke size stays: a task preset sets the task's fields only
+    with pytest.raises(ValueError, match="agent.num_sample"):
+        common.apply_overrides(c, {"agent.num_sample": 3})
+    with pytest.raises(ValueError, match="seed"):
+        common.apply_overrides(c, {"seed": "zero"})
+    with pytest.raises(ValueError, match="unknown preset 'mars'"):
+        common.apply_overrides(c, {"preset": "mars"})
+    jobs = common.grid({"seed": range(3), "agent.eta": [0.1, 1.0]})
+    assert len(jobs) == 6 and {"seed": 2, "agent.eta": 1.0} in jobs
+
+
+def test_local_sweep_runs_skips_finished_jobs_and_tabulates(tmp_path):
+    """Two BC-only smoke jobs through submitit's local executor; the same command again skips both."""
+    sweep_file = tmp_path / "two_seeds.py"
+    sweep_file.write_text(
+        "from configs import qc\n\n"
+        "def get_config(arg=None):\n    return qc.get_config(arg)\n\n"
+        "def sweep():\n    return [{'seed': 0}, {'seed': 1}]\n")
+    sweep_dir = str(tmp_path / "sweep")
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), f"--config={sweep_file}:smoke",
+           "--config.agent_name=bc", f"--config.data_dir={tmp_path / 'data'}", "--config.env.num_video_episodes=0",
+           f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=2"]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 jobs, 0 finished (skipped)" in proc.stdout
+    listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    assert [j["state"] for j in listing["jobs"]] == ["finished", "finished"]
+    assert [j["overrides"] for j in listing["jobs"]] == [{"seed": 0}, {"seed": 1}]
+    for job, seed in zip(listing["jobs"], (0, 1)):
+        summary = json.load(open(os.path.join(job["run_dir"], "summary.json")))
+        assert summary["seed"] == seed and summary["agent"] == "bc" and summary["bc"]["episodes"] == 16
+        assert os.path.dirname(job["run_dir"]) == os.path.abspath(sweep_dir)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "2 jobs, 2 finished (skipped)" in again.stdout, again.stdout + again.stderr
+    assert "submitted" not in again.stdout
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "results.py"), sweep_dir, "--reps=200"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| bc | point_obstacle | success | 2 |" in out.stdout
+    assert os.path.exists(os.path.join(sweep_dir, "results.md"))
