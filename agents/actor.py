@@ -11,7 +11,7 @@ from flax.training import train_state
 
 from agents.common import masked_mean
 from networks.denoiser import ChunkMLPDenoiser
-from networks.generative import DDPM, FlowMatching, GuideFn, make_generative
+from networks.generative import DDPM, FlowMatching, GuideFn, denoising_chain, make_generative
 
 
 class Actor(flax.struct.PyTreeNode):
@@ -58,6 +58,19 @@ class Actor(flax.struct.PyTreeNode):
         decay = jnp.minimum(self.ema_decay, (1.0 + n) / (10.0 + n))
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, self.ema_params, state.params)
         return self.replace(state=state, ema_params=ema)
+
+    def denoising_chain(self, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """The EMA actor's reverse chain at ``obs [B, O]``, every step: ``[K + 1, B, H, A]`` (noise first).
+
+        Its last entry equals ``sample(obs, key)`` (same key, same noise).
+        """
+        shape = (obs.shape[0], self.horizon, self.action_dim)
+        if isinstance(self.generative, DDPM):  # the keys as DDPM.sample splits them
+            k_noise, k_chain = jax.random.split(key)
+        else:
+            k_noise, k_chain = key, None
+        noise = jax.random.normal(k_noise, shape)
+        return denoising_chain(self.generative, self.state.apply_fn, self.ema_params, obs, noise, k_chain)
 
     def sample(self, obs: jax.Array, key: jax.Array, num_samples: int | None = None, params=None,
                guide: GuideFn | None = None, remat: bool = False, unroll: bool = False) -> jax.Array:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -367,6 +368,60 @@ def restore_agent(run_dir: str, config, step: int | None = None):
                                    Normalizer.identity(obs_size, action_size),
                                    {**_actor_meta(config, obs_size, action_size), "phase": phase}, step=step)
     return agent, normalizer
+
+
+def _tuples(tree):
+    if isinstance(tree, dict):
+        return {k: _tuples(v) for k, v in tree.items()}
+    return tuple(_tuples(v) for v in tree) if isinstance(tree, list) else tree
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A finished (or checkpointed) run, for notebooks: see :func:`load_run`."""
+
+    path: str
+    config: ml_collections.ConfigDict
+    agent: object             # the agent of the loaded checkpoint (BCAgent for a BC-only run)
+    normalizer: Normalizer    # maps env observations/actions to the agent's normalised ones and back
+    task: object              # the MJX task (``envs.make(config.env.name)``)
+    summary: dict             # summary.json ({} while the run is unfinished)
+    step: int                 # the checkpoint step loaded (0: the BC agent)
+
+    def policy(self, obs, key):
+        """Env-space chunks ``[B, H, A]`` for env observations ``obs [B, O]``, as the evaluations act."""
+        return self.normalizer.unnormalize_action(self.agent.sample_actions(self.normalizer.obs(obs), key))
+
+
+def load_run(path: str, step: int | None = None) -> LoadedRun:
+    """Loads a run folder: its config, the agent of its last checkpoint (or ``step``), normaliser, task, summary.
+
+    Raises:
+      FileNotFoundError: no ``config.json`` or no checkpoint in ``path``.
+      launch.checkpoint.CheckpointMismatchError: the checkpoint does not fit the stored config.
+    """
+    config_path = os.path.join(path, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"load_run: {path!r} is not a run folder (no config.json)")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(_tuples(json.load(f)))  # JSON turned the configs' tuples into lists
+    steps = sorted(int(s) for s in os.listdir(os.path.join(path, "checkpoints")) if s.isdigit()) \
+        if os.path.isdir(os.path.join(path, "checkpoints")) else []
+    if not steps:
+        raise FileNotFoundError(f"load_run: {path!r} holds no checkpoint yet")
+    step = steps[-1] if step is None else step
+    if step == 0 and config.agent_name != "bc":  # the BC agent of an RL run
+        bc_config = config.copy_and_resolve_references()
+        bc_config.agent_name = "bc"
+        agent, normalizer = restore_agent(path, bc_config, step=0)
+    else:
+        agent, normalizer = restore_agent(path, config, step=step)
+    summary = {}
+    if os.path.exists(os.path.join(path, "summary.json")):
+        with open(os.path.join(path, "summary.json")) as f:
+            summary = json.load(f)
+    return LoadedRun(path=path, config=config, agent=agent, normalizer=normalizer,
+                     task=envs.make(config.env.name), summary=summary, step=step)
 
 
 _STAGE_CODE = {"bc": 0, "offline_rl": 1, "online": 2, "finetuned": 3}  # metrics.csv holds numbers only

@@ -136,13 +136,11 @@ def curves(records: list[dict], path: str, reps: int = 500) -> None:
     a curve starts at the last evaluation before online training (BC or
     offline RL), or at the first for a method trained from scratch.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     tasks = sorted({r["task"] for r in records})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), dpi=120, squeeze=False)
+    fig = Figure(figsize=(5.5 * len(tasks), 4), dpi=120)
+    axes = fig.subplots(1, len(tasks), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for method in sorted({r["method"] for r in records if r["task"] == task}):
             runs = [r for r in records if r["method"] == method and r["task"] == task]
@@ -166,7 +164,6 @@ def curves(records: list[dict], path: str, reps: int = 500) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def write(records: list[dict], out: str, reps: int = 2000) -> str:

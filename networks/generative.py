@@ -106,7 +106,19 @@ class FlowMatching:
         return self.sample_from(apply_fn, params, obs, noise, guide=guide, remat=remat, unroll=unroll)
 
 
-def _chain(sampler, apply_fn, params, obs, x, key, guide, remat, unroll=False) -> jax.Array:
+def denoising_chain(sampler, apply_fn: ApplyFn, params, obs: jax.Array, noise: jax.Array,
+                    key: jax.Array | None = None) -> jax.Array:
+    """Every intermediate chunk of the reverse chain, for inspection: ``[K + 1, B, H, A]``.
+
+    Index 0 is ``noise [B, H, A]``; index ``k + 1`` the chunk after step ``k``
+    (the same steps as ``sample_from``; a DDPM chain draws its step noise
+    from ``key``); the last entry is clipped to ``[-1, 1]``, as the sampled
+    chunk is.
+    """
+    return _chain(sampler, apply_fn, params, obs, noise, key, None, False, collect=True)
+
+
+def _chain(sampler, apply_fn, params, obs, x, key, guide, remat, unroll=False, collect=False) -> jax.Array:
     """The reverse chain: ``denoising_steps`` calls of ``sampler.step`` in one ``lax.scan``, clipped output.
 
     ``unroll=True`` writes the steps out one by one with the step index as a
@@ -119,7 +131,13 @@ def _chain(sampler, apply_fn, params, obs, x, key, guide, remat, unroll=False) -
 
     def body(x, inputs):
         k, step_key = inputs
-        return sampler.step(apply_fn, params, obs, x, k, step_key if key is not None else None, guide), None
+        x = sampler.step(apply_fn, params, obs, x, k, step_key if key is not None else None, guide)
+        return x, (x if collect else None)
+
+    if collect:  # every intermediate chunk (inspection), noise first, the last one clipped
+        x0 = x
+        x, xs = jax.lax.scan(body, x, (jnp.arange(steps, dtype=jnp.int32), keys))
+        return jnp.concatenate([x0[None], xs[:-1], jnp.clip(xs[-1:], -1.0, 1.0)], axis=0)
 
     if unroll:
         for k in range(steps):

@@ -137,3 +137,20 @@ def test_mse_regressor_collapses_to_the_mean():
     params = _train(loss, params, steps=500)
     pred = np.asarray(net.apply(params, jnp.zeros((1, 1))))
     assert np.all(np.abs(pred) < 0.15), pred  # the mean of +0.6 and -0.6, a chunk no demo contains
+
+
+@pytest.mark.parametrize("generative", ["flow", "ddpm"])
+def test_denoising_chain_ends_in_the_sampled_chunk(generative):
+    """The inspection chain (notebooks) runs the same steps as sampling: noise first, the sampled chunk last."""
+    from agents.actor import Actor
+    from agents.bc import get_config
+
+    c = get_config()
+    c.generative, c.denoising_steps, c.actor_hidden_dims, c.horizon = generative, 4, (16, 16), 3
+    actor = Actor.create(jax.random.PRNGKey(0), 5, 2, c)
+    obs, key = jax.random.normal(jax.random.PRNGKey(1), (6, 5)), jax.random.PRNGKey(2)
+    chain = actor.denoising_chain(obs, key)
+    assert chain.shape == (5, 6, 3, 2)
+    np.testing.assert_allclose(chain[-1], actor.sample(obs, key), atol=1e-6)
+    assert float(jnp.abs(chain[0]).max()) > 1.0  # starts from unclipped Gaussian noise
+    assert float(jnp.abs(chain[1] - chain[0]).max()) > 0 and float(jnp.abs(chain[-1]).max()) <= 1.0

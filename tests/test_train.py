@@ -25,16 +25,6 @@ def _train(*flags, timeout=600):
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("smoke")
-    run_dir, data_dir = str(base / "run"), str(base / "data")
-    proc = _train("--config=configs/qc.py:smoke", f"--config.run_dir={run_dir}", f"--config.data_dir={data_dir}",
-                  "--config.env.num_video_episodes=1")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return run_dir, data_dir, proc.stdout
-
-
 def test_smoke_run_writes_a_complete_run_folder(smoke_run):
     run_dir, _, stdout = smoke_run
     assert "success after BC" in stdout and "success after fine-tuning" in stdout and run_dir in stdout
