@@ -44,6 +44,11 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c.data_dir = "data"                 # where datasets are cached (built on first use)
     c.pretrained = ""                   # a run folder whose BC checkpoint replaces pretraining
     c.compilation_cache = True          # keep compiled XLA code in <data_dir>/jax_cache (a second run skips most compiling)
+    c.log = ml_collections.ConfigDict()  # metrics.csv and TensorBoard always; Weights & Biases on request
+    c.log.wandb = False                 # also log to W&B (pip install wandb); the config and summary are attached
+    c.log.wandb_project = "chunkrl"     # W&B project
+    c.log.wandb_entity = ""             # W&B entity ('' -> your default)
+    c.log.wandb_mode = "auto"           # online | offline | auto (offline when the W&B server is unreachable)
     c.env = ml_collections.ConfigDict()
     c.env.name = "point_obstacle"       # registered task (envs.names())
     c.env.num_envs = 64                 # parallel envs during online fine-tuning

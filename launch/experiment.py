@@ -88,7 +88,7 @@ def _check_finite(phase: str, step: int, metrics: dict) -> None:
                                  "The last good checkpoint is kept in the run folder.")
 
 
-_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s")  # where/how, not what
+_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s", "log")  # where/how, not what
 
 
 def _config_dict(config) -> dict:
@@ -288,7 +288,12 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
             {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
         log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
 
-    logger = Logger(run_dir, keep_rows=progress["log_rows"] if progress else None)
+    log_cfg = config.get("log")
+    wandb = None
+    if log_cfg is not None and log_cfg.wandb:
+        wandb = {"project": log_cfg.wandb_project, "entity": log_cfg.wandb_entity, "mode": log_cfg.wandb_mode,
+                 "config": _config_dict(config)}
+    logger = Logger(run_dir, keep_rows=progress["log_rows"] if progress else None, wandb=wandb)
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
     key = jax.random.PRNGKey(config.seed)
     key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = jax.random.split(key, 8)
@@ -671,6 +676,8 @@ def _finish(ctx: _Run, t_start: float) -> dict:
     summary["peak_rss_mib"] = _peak_rss_mib()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    ctx.logger.summary(summary, files=tuple(os.path.join(run_dir, n) for n in (
+        "summary.json", "config.json", "learning_curve.png")))
     ctx.logger.close()
     ctx.ckpt.close()
     ctx.resume.close()

@@ -1,4 +1,4 @@
-"""Metrics to CSV, TensorBoard (tensorboardX) and the console."""
+"""Metrics to CSV, TensorBoard (tensorboardX), optionally Weights & Biases, and the console."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ class Logger:
         nothing is logged twice or lost. None starts afresh.
     """
 
-    def __init__(self, run_dir: str, keep_rows: int | None = None):
+    def __init__(self, run_dir: str, keep_rows: int | None = None, wandb: dict | None = None):
         self.path = os.path.join(run_dir, "metrics.csv")
+        self.wandb = None
         self.rows: list[dict] = []
         tb_dir = os.path.join(run_dir, "tb")
         if keep_rows is not None and os.path.exists(self.path):
@@ -41,6 +42,46 @@ class Logger:
                     self.tb.add_scalar(f"{row['phase']}/{k}", v, row["step"])
         if self.rows:
             self._write_csv()
+        if wandb is not None:
+            self._start_wandb(run_dir, **wandb)
+
+    def _start_wandb(self, run_dir: str, project: str, mode: str, config: dict, entity: str = "") -> None:
+        """Starts (or, for a resumed run, continues) the W&B run of this folder; ``mode`` 'auto' goes
+        offline when the W&B server cannot be reached."""
+        import hashlib
+
+        import wandb
+
+        if mode == "auto":
+            mode = "online" if _reachable("api.wandb.ai", 443) else "offline"
+        name = os.path.basename(os.path.abspath(run_dir))
+        run_id = hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:16]  # stable: resumes continue it
+        self.wandb = wandb.init(project=project, entity=entity or None, name=name, id=run_id, resume="allow",
+                                dir=run_dir, config=config, mode=mode, reinit="create_new")
+        for row in self.rows:  # a resumed run: the kept rows (a W&B run resumed offline starts a new file)
+            self._wandb_row(row)
+
+    def _wandb_row(self, row: dict) -> None:
+        self.wandb.log({f"{row['phase']}/{k}": v for k, v in row.items() if k != "phase"})
+
+    def summary(self, summary: dict, files: tuple[str, ...] = ()) -> None:
+        """Attaches the run's summary (flattened scalars) and ``files`` to the W&B run, when there is one."""
+        if self.wandb is None:
+            return
+        flat = {}
+
+        def walk(prefix, value):
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}{k}/", v)
+            elif isinstance(value, (int, float, str)):
+                flat[prefix.rstrip("/")] = value
+
+        walk("", {k: v for k, v in summary.items() if k != "evals"})
+        self.wandb.summary.update(flat)
+        for path in files:
+            if os.path.exists(path):
+                self.wandb.save(path, base_path=os.path.dirname(path), policy="now")
 
     def log(self, phase: str, step: int, metrics: dict) -> None:
         """Records scalar ``metrics`` at ``step`` (env steps online, gradient steps in pretraining)."""
@@ -50,6 +91,8 @@ class Logger:
             self.tb.add_scalar(f"{phase}/{k}", row[k], int(step))
         self.rows.append(row)
         self._write_csv()
+        if self.wandb is not None:
+            self._wandb_row(row)
 
     def _write_csv(self) -> None:
         fields: list[str] = []
@@ -64,6 +107,19 @@ class Logger:
 
     def close(self) -> None:
         self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+
+
+def _reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def format_line(phase: str, step: int, metrics: dict, keys: tuple[str, ...]) -> str:

@@ -319,3 +319,27 @@ def test_bc_checkpoint_outlives_max_to_keep(tmp_path):
     assert sorted(int(s) for s in os.listdir(tmp_path / "ckpt") if s.isdigit()) == [0, 6, 9, 12]
     _, _, meta = restore(str(tmp_path / "ckpt"), agent, normalizer, {"phase": "bc"}, step=0)
     assert meta["phase"] == "bc"
+
+
+def test_wandb_logging_offline_keeps_rows_config_and_summary(tmp_path):
+    """``--config.log.wandb=True`` without a network: an offline W&B run in the run folder, same id on resume."""
+    wandb = pytest.importorskip("wandb")
+    from launch.logger import Logger
+
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    opts = {"project": "test", "mode": "offline", "config": {"seed": 3, "agent": {"eta": 0.5}}}
+    logger = Logger(run_dir, wandb=opts)
+    run_id = logger.wandb.id
+    logger.log("online", 10, {"critic_loss": 0.5})
+    logger.log("eval", 10, {"success": 0.25})
+    logger.summary({"bc": {"success": 0.1}, "finetuned": {"success": 0.25}, "evals": [{}]})
+    assert logger.wandb.config["agent"]["eta"] == 0.5 and logger.wandb.summary["finetuned/success"] == 0.25
+    assert logger.wandb.summary["eval/success"] == 0.25  # the logged rows reach W&B too
+    logger.close()
+    runs = [d for d in os.listdir(os.path.join(run_dir, "wandb")) if d.startswith("offline-run")]
+    assert len(runs) == 1 and runs[0].endswith(run_id)
+    again = Logger(run_dir, keep_rows=1, wandb=opts)  # a resumed run continues the same W&B run
+    assert again.wandb.id == run_id and [r["phase"] for r in again.rows] == ["online"]
+    again.close()
+    del wandb
