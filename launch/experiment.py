@@ -54,6 +54,72 @@ def _committed(tree):
     return jax.device_put(tree, jax.devices()[0])
 
 
+class Devices:
+    """Where a run's arrays live: the default device, or a 1-D ``data`` mesh over every visible device.
+
+    With several devices (and ``config.multi_device``) the run is data
+    parallel: the agent, its optimiser states and the offline buffer are
+    replicated; the envs' states and the online buffer's streams are sharded
+    along the env axis; update batches are constrained to be sharded along
+    the batch axis, so that XLA computes each device's share of the loss and
+    all-reduces the gradients (their mean). Results equal a one-device run up
+    to the order of float additions (random numbers do not depend on the
+    sharding: ``jax_threefry_partitionable``).
+
+    Raises:
+      ConfigError: ``env.num_envs`` or ``agent.batch_size`` is not a multiple of the device count.
+    """
+
+    def __init__(self, config):
+        from launch.validate import ConfigError
+
+        n = jax.device_count()
+        self.mesh = None
+        if n > 1 and config.get("multi_device", True):
+            for field, value in (("env.num_envs", config.env.num_envs),
+                                 ("agent.batch_size", config.agent.get("batch_size", n))):
+                if value % n:
+                    raise ConfigError(f"config.{field}: expected a multiple of the {n} devices, got {value} "
+                                      "(or --config.multi_device=False)")
+            self.mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+
+    @property
+    def count(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
+
+    def replicate(self, tree):
+        """Every array on every device (on the default device when there is one)."""
+        if self.mesh is None:
+            return _committed(tree)
+        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+
+    def _spec(self, x):
+        P = jax.sharding.PartitionSpec
+        shape = np.shape(x)
+        return P("data") if len(shape) >= 1 and np.prod(shape) > 0 and shape[0] % self.mesh.size == 0 else P()
+
+    def shard(self, tree):
+        """Arrays split along their leading (env / stream) axis; scalars replicated."""
+        if self.mesh is None:
+            return _committed(tree)
+        return jax.tree.map(lambda x: jax.device_put(x, jax.sharding.NamedSharding(self.mesh, self._spec(x))), tree)
+
+    def place(self, state: dict) -> dict:
+        """A loop state: ``env_state`` and ``buffer`` sharded, everything else replicated."""
+        return {k: self.shard(v) if k in ("env_state", "buffer") else self.replicate(v) for k, v in state.items()}
+
+    @property
+    def batch_constraint(self):
+        """``fn(batch) -> batch`` sharding a batch along its leading axis inside a compiled loop (None: one device)."""
+        if self.mesh is None:
+            return None
+
+        def constrain(tree):
+            return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
+                x, jax.sharding.NamedSharding(self.mesh, self._spec(x))), tree)
+        return constrain
+
+
 def _compile(name: str, jitted, args: tuple, summary: dict, log):
     """Compiles ``jitted`` for ``args`` ahead of time; records trace + compile seconds in ``summary``.
 
@@ -88,7 +154,7 @@ def _check_finite(phase: str, step: int, metrics: dict) -> None:
                                  "The last good checkpoint is kept in the run folder.")
 
 
-_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s", "log")  # where/how, not what
+_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s", "log", "multi_device")  # where/how, not what
 
 
 def _config_dict(config) -> dict:
@@ -183,8 +249,9 @@ class _Run:
     counters and arrays (:meth:`start`), later phases run as usual.
     """
 
-    def __init__(self, config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer):
+    def __init__(self, config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer, devices):
         self.config, self.log, self.run_dir, self.summary = config, log, run_dir, summary
+        self.devices = devices
         self.logger, self.ckpt, self.resume, self.progress = logger, ckpt, resume, progress
         self.meta, self.normalizer = meta, normalizer
         self.save_index = progress["save_index"] if progress else 0
@@ -203,7 +270,7 @@ class _Run:
         ``phase`` (``state`` is then only the template), else the given ones."""
         if self.progress is None or self.progress["phase"] != phase:
             return state, counters
-        restored = _committed(self.resume.restore(state))
+        restored = self.devices.place(self.resume.restore(state))
         self.log(f"  resumed {phase} after {self.progress['counters']['calls']} compiled calls")
         return restored, dict(self.progress["counters"])
 
@@ -241,6 +308,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     t_start = time.time()
     task = envs.make(config.env.name)
     validate_config(config, task)
+    devices = Devices(config)
     if config.get("compilation_cache", False):
         enable_compilation_cache(os.path.join(config.data_dir, "jax_cache"))
     obs_size, action_size = int(task.observation_size), int(task.action_size)
@@ -284,12 +352,14 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
             log(f"restoring the pretrained BC agent from {config.pretrained}")
             bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
                                               normalizer, {**meta, "phase": "bc"}, step=0)
-        offline = _committed(ReplayBuffer.from_steps(normalizer.steps(
+        offline = devices.replicate(ReplayBuffer.from_steps(normalizer.steps(
             {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
         log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
 
     log_cfg = config.get("log")
     wandb = None
+    if devices.mesh is not None:
+        log(f"data parallel over {devices.count} devices: envs and batches sharded, parameters replicated")
     if log_cfg is not None and log_cfg.wandb:
         wandb = {"project": log_cfg.wandb_project, "entity": log_cfg.wandb_entity, "mode": log_cfg.wandb_mode,
                  "config": _config_dict(config)}
@@ -305,7 +375,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     else:
         summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
                    "dataset": card, "timings_s": {}, "compiles": {}, "start_unix": t_start}
-    ctx = _Run(config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer)
+    ctx = _Run(config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer, devices)
 
     # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
     if not from_scratch and not ctx.skips("pretrain"):
@@ -315,6 +385,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
             bc_agent = _update_phase(ctx, "pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
                                      config.pretrain.log_every, ("bc_loss",))
         ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
+        bc_agent = devices.replicate(bc_agent)
         t0 = time.time()
         eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
                                                           agent_cfg.discount), (bc_agent, k_eval_bc), summary, log)
@@ -330,7 +401,7 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     #    off-policy agent, then online fine-tuning (replay-based, or on-policy iterations).
     on_policy = getattr(AgentClass, "ON_POLICY", False)
     extra = {"num_envs": config.env.num_envs} if on_policy else {}
-    agent = _committed(AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
+    agent = devices.replicate(AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
                                          actor=None if bc_agent is None else bc_agent.actor, **extra))
     eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
                                                    agent_cfg.discount), (agent, k_eval_ft), summary, log)
@@ -474,6 +545,7 @@ def _drive(ctx: _Run, phase: str, call, state: dict, counters: dict, total_calls
       call: ``call(state, key) -> (state, metrics)`` runs one compiled call;
         ``state`` is a dict of arrays holding ``key`` (the loop's PRNG key,
         split here before each call) and what the loop carries.
+      state, counters: as returned by :meth:`_Run.start` (restored when resuming).
       counters: ``calls`` and the loop's own running sums (JSON numbers).
       row_fn: ``row_fn(metrics, seconds, counters) -> (x, row, keys)``:
         the logged x (gradient or env steps), the metrics row and the keys
@@ -485,11 +557,12 @@ def _drive(ctx: _Run, phase: str, call, state: dict, counters: dict, total_calls
     Raises:
       NonFiniteLossError: a ``*loss`` metric is NaN or infinite.
     """
-    state, counters = ctx.start(phase, state, counters)
     while counters["calls"] < total_calls:
         state["key"], k = jax.random.split(state["key"])
         t0 = time.time()
         state, metrics = call(state, k)
+        if ctx.devices.mesh is not None:  # XLA may hand an output back with another sharding than it takes
+            state = ctx.devices.place(state)
         metrics = jax.tree.map(float, metrics)
         dt = time.time() - t0
         counters["calls"] += 1
@@ -517,9 +590,9 @@ def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
     config = ctx.config
     every = math.gcd(steps, max(1, min(log_every, steps)))  # calls of equal length that add up to ``steps``
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
-                                    config.agent.discount, every)
-    agent = _committed(agent)
-    fn = _compile(phase, fn, (agent, buffer, key), ctx.summary, ctx.log)
+                                    config.agent.discount, every, shard_batch=ctx.devices.batch_constraint)
+    state, counters = ctx.start(phase, ctx.devices.place({"agent": agent, "key": key}), {"calls": 0})
+    fn = _compile(phase, fn, (state["agent"], buffer, state["key"]), ctx.summary, ctx.log)
 
     def call(state, k):
         agent, info = fn(state["agent"], buffer, k)
@@ -529,7 +602,7 @@ def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
         done = c["calls"] * every
         return done, {**info, "updates_per_s": done / max(c["loop_s"], 1e-9)}, (*keys, "updates_per_s")
 
-    state, c = _drive(ctx, phase, call, {"agent": agent, "key": key}, {"calls": 0}, steps // every, row)
+    state, c = _drive(ctx, phase, call, state, counters, steps // every, row)
     ctx.summary["timings_s"][phase] = c["loop_s"]
     ctx.summary[f"{phase}_updates_per_s"] = steps / max(c["loop_s"], 1e-9)
     return state["agent"]
@@ -537,7 +610,9 @@ def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
 
 def _env_state(ctx: _Run, env: VecEnv, initial):
     """The envs' first state, or only its shapes when the online phase resumes from a checkpoint."""
-    return jax.eval_shape(initial) if ctx.reached("online") else _committed(initial())
+    if ctx.reached("online") and ctx.devices.mesh is None:
+        return jax.eval_shape(initial)
+    return ctx.devices.shard(initial())
 
 
 def _online_eval(ctx: _Run, eval_fn, iters_of):
@@ -577,7 +652,7 @@ def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
     example = {"obs": jnp.zeros(task.observation_size), "action": jnp.zeros(task.action_size),
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(task.observation_size),
                "terminated": jnp.zeros((), bool), "truncated": jnp.zeros((), bool), "valid": jnp.zeros((), bool)}
-    online = _committed(ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs))
+    online = ctx.devices.shard(ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs))
     ctx.log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * num_envs * h} "
             f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
             f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
@@ -585,10 +660,14 @@ def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
     fn = loops.make_online_iterations(env, ctx.normalizer, batch_size=acfg.batch_size, horizon=acfg.horizon,
                                       action_steps=h, discount=acfg.discount,
                                       updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
-                                      num_iters=log_every)
+                                      num_iters=log_every, shard_batch=ctx.devices.batch_constraint)
     env_state = _env_state(ctx, env, lambda: jax.jit(env.reset)(k_env))  # eager MJX reset: ~30 s op by op
-    fn = _compile("online", fn, (agent, env_state, online, offline, key), ctx.summary, ctx.log)
     key, k_eval = jax.random.split(key)
+    state = ctx.devices.place({"agent": agent, "env_state": env_state, "buffer": online, "key": key, "k_eval": k_eval})
+    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
+    state, counters = ctx.start("online", state, counters)
+    fn = _compile("online", fn, (state["agent"], state["env_state"], state["buffer"], offline, state["key"]),
+                  ctx.summary, ctx.log)
 
     def call(state, k):
         agent, env_state, buffer, m = fn(state["agent"], state["env_state"], state["buffer"], offline, k)
@@ -600,8 +679,6 @@ def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
         r["updates_per_s"] = log_every * updates_per_iter / max(dt, 1e-9)
         return c["env_steps"], r, ("train_success", *type(agent).METRICS, "env_steps_per_s", "updates_per_s")
 
-    state = {"agent": agent, "env_state": env_state, "buffer": online, "key": key, "k_eval": k_eval}
-    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
     state, c = _drive(ctx, "online", call, state, counters, total_calls, row,
                       eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
                       on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
@@ -641,8 +718,11 @@ def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
                                         discount=acfg.discount, num_iters=log_every)
     # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
     env_state = _env_state(ctx, env, lambda: loops.pending_state(env))
-    fn = _compile("onpolicy", fn, (agent, env_state, key), ctx.summary, ctx.log)
     key, k_eval = jax.random.split(key)
+    state = ctx.devices.place({"agent": agent, "env_state": env_state, "key": key, "k_eval": k_eval})
+    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
+    state, counters = ctx.start("online", state, counters)
+    fn = _compile("onpolicy", fn, (state["agent"], state["env_state"], state["key"]), ctx.summary, ctx.log)
     t_start = time.time()
 
     def call(state, k):
@@ -654,8 +734,6 @@ def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
         r["wall_s"] = time.time() - t_start
         return c["env_steps"], r, ("train_success", "episode_return", *type(agent).METRICS, "env_steps_per_s")
 
-    state = {"agent": agent, "env_state": env_state, "key": key, "k_eval": k_eval}
-    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
     state, c = _drive(ctx, "online", call, state, counters, total_iters // log_every, row,
                       eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
                       on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))

@@ -21,17 +21,20 @@ from replay.normalizer import Normalizer
 
 
 def make_offline_updates(batch_size: int, horizon: int, action_steps: int, discount: float,
-                         num_updates: int) -> Callable:
+                         num_updates: int, shard_batch: Callable | None = None) -> Callable:
     """``fn(agent, buffer, key) -> (agent, metrics)``: ``num_updates`` agent updates on ``buffer``.
 
     Batches are ``[batch_size]`` chunks of ``horizon`` steps (see
     :func:`replay.chunks.training_batch`); metrics are averaged over the updates.
+    ``shard_batch`` (several devices, see ``launch.experiment.Devices``)
+    constrains each batch to be split across devices: data parallel updates.
     """
+    shard_batch = shard_batch or (lambda batch: batch)
 
     def fn(agent, buffer: ReplayBuffer, key):
         def body(agent, k):
             steps, _ = buffer.sample_steps(k, batch_size, horizon)
-            return agent.update(training_batch(steps, action_steps, discount))
+            return agent.update(shard_batch(training_batch(steps, action_steps, discount)))
 
         agent, info = jax.lax.scan(body, agent, jax.random.split(key, num_updates))
         return agent, jax.tree.map(jnp.mean, info)
@@ -41,7 +44,7 @@ def make_offline_updates(batch_size: int, horizon: int, action_steps: int, disco
 
 def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: int, horizon: int,
                            action_steps: int, discount: float, updates_per_iter: int,
-                           offline_ratio: float, num_iters: int) -> Callable:
+                           offline_ratio: float, num_iters: int, shard_batch: Callable | None = None) -> Callable:
     """The fine-tuning loop body, ``num_iters`` iterations in one compiled call.
 
     One iteration: normalise observations, ``agent.sample_actions`` a chunk
@@ -50,10 +53,14 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     normalised steps in the online buffer, then ``updates_per_iter`` agent
     updates on batches mixing offline and online chunks (``offline_ratio``).
 
+    ``shard_batch`` as in :func:`make_offline_updates`.
+
     Returns ``fn(agent, env_state, online, offline, key) -> (agent, env_state,
     online, metrics)``; metrics are sums (episode counts, successes, returns)
     or means (losses) over the ``num_iters`` iterations.
     """
+
+    shard_batch = shard_batch or (lambda batch: batch)
 
     def iteration(carry, key, offline):
         agent, env_state, online = carry
@@ -67,7 +74,7 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
 
         def update(agent, k):
             batch_steps = sample_mixed_steps(offline, online, k, batch_size, horizon, offline_ratio)
-            return agent.update(training_batch(batch_steps, action_steps, discount))
+            return agent.update(shard_batch(training_batch(batch_steps, action_steps, discount)))
 
         agent, info = jax.lax.scan(update, agent, jax.random.split(k_upd, updates_per_iter))
         ended = steps["episode_end"]

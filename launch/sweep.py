@@ -64,6 +64,7 @@ def _slurm_defaults() -> ml_collections.ConfigDict:
     s.cpus_per_task = 8         # CPU cores per job
     s.mem_gb = 64               # memory per job, GiB
     s.time_min = 240            # time limit per job; a job that reaches it is requeued and resumes
+    s.nodes = 1                 # nodes per job (> 1: one process per node, jax.distributed from the Slurm env)
     s.array_parallelism = 64    # jobs of the array running at once
     s.account = ""              # Slurm account ('' -> none)
     s.constraint = ""           # Slurm constraint ('' -> none)
@@ -155,6 +156,10 @@ class Job:
     def __call__(self) -> dict:
         sys.path.insert(0, ROOT)
         logging.set_verbosity(logging.WARNING)
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # --slurm.nodes > 1: one process per node
+            import jax
+
+            jax.distributed.initialize()
         from launch.experiment import run
 
         summary = run(ml_collections.ConfigDict(self.config), log=lambda msg: print(msg, flush=True))
@@ -179,7 +184,7 @@ def _executor(sweep_dir: str):
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     extra = {k: v for k, v in (("account", s.account), ("constraint", s.constraint)) if v}
     executor.update_parameters(timeout_min=s.time_min, gpus_per_node=s.gpus_per_node, cpus_per_task=s.cpus_per_task,
-                               mem_gb=s.mem_gb, slurm_array_parallelism=s.array_parallelism, nodes=1,
+                               mem_gb=s.mem_gb, slurm_array_parallelism=s.array_parallelism, nodes=s.nodes,
                                tasks_per_node=1, name=os.path.basename(os.path.abspath(sweep_dir)),
                                **({"slurm_partition": s.partition} if s.partition else {}),
                                **({"slurm_additional_parameters": extra} if extra else {}))

@@ -25,6 +25,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax and tfds log every file operation at INFO
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_ID"):
+        import jax  # a multi-node Slurm job: coordinator, process id and count come from the Slurm environment
+
+        jax.distributed.initialize()
     from launch.experiment import run
 
     run(_CONFIG.value, log=lambda msg: print(msg, flush=True))

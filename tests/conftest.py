@@ -35,3 +35,37 @@ def smoke_run(tmp_path_factory):
                            "--config.env.num_video_episodes=1"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir, data_dir, proc.stdout
+
+
+METHODS = ("qc_fql", "dql", "guided", "dppo")  # QC is the smoke run itself
+
+
+@pytest.fixture(scope="session")
+def method_sweep(smoke_run, tmp_path_factory):
+    """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, 2 jobs at a time).
+
+    Returns ``(sweep_dir, command, {method: (run_dir, job stdout)})``.
+    """
+    import glob
+    import json
+    import subprocess
+
+    _, data_dir, _ = smoke_run  # the smoke dataset is built once
+    base = tmp_path_factory.mktemp("sweep")
+    sweep_file = base / "methods.py"
+    sweep_file.write_text("def sweep(arg=None):\n    return [" + ", ".join(
+        f"{{'config': 'configs/{m}.py:smoke'}}" for m in METHODS) + "]\n")
+    sweep_dir = str(base / "sweep")
+    command = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), "--config=configs/qc.py:smoke",
+               f"--sweep={sweep_file}", f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=0",
+               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=2"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(sweep_dir, "sweep.json")) as f:
+        jobs = json.load(f)["jobs"]
+    logs = {path: open(path).read() for path in glob.glob(os.path.join(sweep_dir, "submitit", "*", "*_log.out"))}
+    runs = {}
+    for method, job in zip(METHODS, jobs):
+        out = next((text for text in logs.values() if job["run_dir"] in text), "")
+        runs[method] = (job["run_dir"], out)
+    return sweep_dir, command, runs

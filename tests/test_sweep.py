@@ -78,33 +78,28 @@ def test_overrides_and_grid_name_bad_fields():
     assert len(jobs) == 6 and {"seed": 2, "agent.eta": 1.0} in jobs
 
 
-def test_local_sweep_runs_skips_finished_jobs_and_tabulates(tmp_path):
-    """Two BC-only smoke jobs through submitit's local executor; the same command again skips both."""
-    sweep_file = tmp_path / "two_seeds.py"
-    sweep_file.write_text(
-        "from configs import qc\n\n"
-        "def get_config(arg=None):\n    return qc.get_config(arg)\n\n"
-        "def sweep():\n    return [{'seed': 0}, {'seed': 1}]\n")
-    sweep_dir = str(tmp_path / "sweep")
-    cmd = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), f"--config={sweep_file}:smoke",
-           "--config.agent_name=bc", f"--config.data_dir={tmp_path / 'data'}", "--config.env.num_video_episodes=0",
-           f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=2"]
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 jobs, 0 finished (skipped)" in proc.stdout
+def test_local_sweep_runs_skips_finished_jobs_and_tabulates(method_sweep):
+    """Four methods' smoke jobs through submitit's local executor; the same command again skips them all."""
+    from conftest import METHODS
+
+    sweep_dir, command, runs = method_sweep
     listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-    assert [j["state"] for j in listing["jobs"]] == ["finished", "finished"]
-    assert [j["overrides"] for j in listing["jobs"]] == [{"seed": 0}, {"seed": 1}]
-    for job, seed in zip(listing["jobs"], (0, 1)):
+    assert [j["state"] for j in listing["jobs"]] == ["finished"] * len(METHODS)
+    assert [j["overrides"] for j in listing["jobs"]] == [{"config": f"configs/{m}.py:smoke"} for m in METHODS]
+    for job, method in zip(listing["jobs"], METHODS):
         summary = json.load(open(os.path.join(job["run_dir"], "summary.json")))
-        assert summary["seed"] == seed and summary["agent"] == "bc" and summary["bc"]["episodes"] == 16
+        assert summary["agent"] == method and summary["finetuned"]["episodes"] == 16
         assert os.path.dirname(job["run_dir"]) == os.path.abspath(sweep_dir)
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 0 and "2 jobs, 2 finished (skipped)" in again.stdout, again.stdout + again.stderr
+        assert os.path.basename(job["run_dir"]).startswith(f"{method}_point_obstacle_s0_")
+        config = json.load(open(os.path.join(job["run_dir"], "config.json")))
+        assert config["env"]["num_video_episodes"] == 0  # the --config flags reach every job
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(METHODS)} jobs, {len(METHODS)} finished (skipped)" in again.stdout
     assert "submitted" not in again.stdout
     out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "results.py"), sweep_dir, "--reps=200"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "| bc | point_obstacle | success | 2 |" in out.stdout
+    for method in METHODS:
+        assert f"| {method} | point_obstacle | success | 1 |" in out.stdout
     assert os.path.exists(os.path.join(sweep_dir, "results.md"))

@@ -71,30 +71,23 @@ def test_smoke_run_saves_an_evaluation_video(smoke_run):
 
 
 @pytest.mark.parametrize("method,metric", [("qc_fql", "distill_loss"), ("dql", "q_loss"), ("guided", "critic_loss")])
-def test_every_method_runs_end_to_end_through_the_same_pipeline(smoke_run, tmp_path, method, metric):
-    """``python launch/train.py --config=configs/<method>.py:smoke``: same presets, phases and run folder as QC."""
-    _, data_dir, _ = smoke_run  # the smoke dataset is built once
-    run_dir = str(tmp_path / "run")
-    proc = _train(f"--config=configs/{method}.py:smoke", f"--config.run_dir={run_dir}",
-                  f"--config.data_dir={data_dir}", "--config.online.eval_every=0")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_every_method_runs_end_to_end_through_the_same_pipeline(method_sweep, method, metric):
+    """``--config=configs/<method>.py:smoke`` (one sweep runs them all): same presets, phases and run folder as QC."""
+    run_dir, stdout = method_sweep[2][method]
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["agent"] == method and summary["dataset"]["num_episodes"] == 40
-    assert [e["stage"] for e in summary["evals"]] == ["bc", "offline_rl", "finetuned"]
+    assert [e["stage"] for e in summary["evals"]] == ["bc", "offline_rl", "online", "finetuned"]
     assert all("q_start" in summary[s] for s in ("offline_rl", "finetuned"))  # every method has the critic
     assert summary["compiles"] == {"pretrain": 1, "eval_bc": 1, "eval": 1, "offline": 1, "online": 1}
     rows = list(csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))))
     online = [r for r in rows if r["phase"] == "online"]
     assert online and all(r[metric] != "" and float(r[metric]) == float(r[metric]) for r in online)
-    assert f"{metric}=" in proc.stdout  # the method's own losses in its progress lines
+    assert f"{metric}=" in stdout  # the method's own losses in its progress lines
 
 
-def test_dppo_runs_through_the_same_pipeline(smoke_run, tmp_path):
+def test_dppo_runs_through_the_same_pipeline(method_sweep):
     """``--config=configs/dppo.py:smoke``: same data and BC phase, then the on-policy loop; one compile each."""
-    _, data_dir, _ = smoke_run
-    run_dir = str(tmp_path / "run")
-    proc = _train("--config=configs/dppo.py:smoke", f"--config.run_dir={run_dir}", f"--config.data_dir={data_dir}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir, stdout = method_sweep[2]["dppo"]
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["agent"] == "dppo" and summary["dataset"]["num_episodes"] == 40
     assert [e["stage"] for e in summary["evals"]] == ["bc", "online", "finetuned"]
@@ -102,9 +95,31 @@ def test_dppo_runs_through_the_same_pipeline(smoke_run, tmp_path):
     assert all("wall_s" in e for e in summary["evals"])
     rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))) if r["phase"] == "online"]
     assert rows and all(float(r["value_loss"]) >= 0 for r in rows if r["value_loss"])
-    assert "approx_kl=" in proc.stdout and "success after fine-tuning" in proc.stdout
+    assert "approx_kl=" in stdout and "success after fine-tuning" in stdout
     steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
     assert steps == [0, 2, 4]  # BC, the mid-run evaluation, the end
+
+
+def test_two_devices_give_the_one_device_result(smoke_run, tmp_path):
+    """Data parallel over 2 (forced host) devices: the smoke run's metrics up to float reordering."""
+    ref_dir, data_dir, _ = smoke_run
+    run_dir = str(tmp_path / "run")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, TRAIN, "--config=configs/qc.py:smoke", f"--config.run_dir={run_dir}",
+                           f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "data parallel over 2 devices" in proc.stdout
+    ref, got = _timeless(os.path.join(ref_dir, "metrics.csv")), _timeless(os.path.join(run_dir, "metrics.csv"))
+    assert [(r["phase"], r["step"]) for r in got] == [(r["phase"], r["step"]) for r in ref]
+    differ = 0
+    for a, b in zip(ref, got):
+        for k, v in a.items():
+            if k in ("phase", "step") or v == "":
+                continue
+            assert float(b[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-5), (a["phase"], a["step"], k)
+            differ += b[k] != v
+    assert differ > 0  # the additions did run in another order: the run was split across the devices
 
 
 def _timeless(path):
