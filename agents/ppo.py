@@ -44,6 +44,7 @@ from flax.training import train_state
 
 from agents.common import StaticConfig
 from agents.onpolicy import RunningNorm, clipped_surrogate, gae, minibatch_epochs, normalize
+from networks import generative
 from networks.mlp import MLP
 
 _ACTIVATIONS = ("tanh", "silu", "relu")  # networks.mlp.ACTIVATIONS names PPO's config accepts
@@ -78,9 +79,9 @@ class ValueNet(nn.Module):
 
 
 def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-    """``log N(u; mean, exp(log_std)^2)`` summed over the last axis: ``[..., A] -> [...]``."""
-    z = (u - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+    """``log N(u; mean, exp(log_std)^2)`` summed over the last axis: ``[..., A] -> [...]``
+    (the elementwise density is :func:`networks.generative.gaussian_log_prob`, shared with DPPO)."""
+    return jnp.sum(generative.gaussian_log_prob(u, mean, jnp.exp(log_std)), axis=-1)
 
 
 def gaussian_entropy(log_std: jax.Array) -> jax.Array:
