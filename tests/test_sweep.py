@@ -103,3 +103,30 @@ def test_local_sweep_runs_skips_finished_jobs_and_tabulates(method_sweep):
     for method in METHODS:
         assert f"| {method} | point_obstacle | success | 1 |" in out.stdout
     assert os.path.exists(os.path.join(sweep_dir, "results.md"))
+
+
+def test_slurm_executor_submits_one_job_array(tmp_path):
+    """``--executor=slurm`` against stand-in ``sbatch``/``srun``: one array with the asked resources, requeue signal."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\ncp "$1" "$SBATCH_COPY"\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for name in ("sbatch", "srun"):
+        os.chmod(bin_dir / name, 0o755)
+    (tmp_path / "seeds.py").write_text("def sweep(arg=None):\n    return [{'seed': 0}, {'seed': 1}, {'seed': 2}]\n")
+    script = tmp_path / "job.sh"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_COPY": str(script)}
+    sweep_dir = str(tmp_path / "sweep")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "sweep.py"), "--config=configs/qc.py:smoke",
+                           f"--sweep={tmp_path / 'seeds.py'}", f"--sweep_dir={sweep_dir}", "--executor=slurm",
+                           "--slurm.partition=gpu", "--slurm.gpus_per_node=2", "--slurm.time_min=30",
+                           "--slurm.array_parallelism=2"], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "submitted 3 jobs as one array" in proc.stdout and "4242_2" in proc.stdout
+    sbatch = script.read_text()
+    for line in ("#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2",
+                 "#SBATCH --time=30", "#SBATCH --signal=USR2@90"):  # USR2: submitit checkpoints and requeues
+        assert line in sbatch, sbatch
+    listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    assert [j["state"] for j in listing["jobs"]] == ["pending"] * 3
