@@ -105,8 +105,16 @@ class Devices:
         return jax.tree.map(lambda x: jax.device_put(x, jax.sharding.NamedSharding(self.mesh, self._spec(x))), tree)
 
     def place(self, state: dict) -> dict:
-        """A loop state: ``env_state`` and ``buffer`` sharded, everything else replicated."""
-        return {k: self.shard(v) if k in ("env_state", "buffer") else self.replicate(v) for k, v in state.items()}
+        """A loop state: ``env_state`` and ``buffer`` sharded, everything else replicated.
+
+        An entry holding shapes only (``jax.ShapeDtypeStruct``: a template a resumed phase restores into)
+        is left as it is.
+        """
+        def put(key, value):
+            if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(value)):
+                return value
+            return self.shard(value) if key in ("env_state", "buffer") else self.replicate(value)
+        return {k: put(k, v) for k, v in state.items()}
 
     @property
     def batch_constraint(self):
