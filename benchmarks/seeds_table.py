@@ -1,4 +1,4 @@
-"""Multi-seed table of a run's phases with 95% bootstrap confidence intervals.
+"""Multi-seed table of a run's phases (BC, offline RL, online RL) with 95% bootstrap confidence intervals.
 
     python benchmarks/seeds_table.py runs/qc_point_obstacle_s0_* runs/qc_point_obstacle_s1_* ...
     python benchmarks/seeds_table.py --by_method runs/*      # one row per method (EDP apart from DQL)
@@ -6,8 +6,10 @@
 
 Reads each run folder's ``summary.json`` and prints a Markdown table: success
 after BC, after offline RL and after online fine-tuning per seed, the online
-gain, the wall time, and the mean over seeds with a 95% percentile-bootstrap
-interval over seeds (10,000 resamples, fixed seed).
+gain, the wall time, and the mean over seeds with a 95% stratified-bootstrap
+interval (``launch/results.interval``, rliable, 10,000 resamples, fixed
+seed). The method-by-task results table with IQMs is ``launch/results.py``;
+this one adds the per-phase view of each seed.
 """
 
 from __future__ import annotations
@@ -18,22 +20,31 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from launch import results  # noqa: E402
+
 PHASES = (("bc", "BC"), ("offline_rl", "offline QC"), ("finetuned", "online QC"))
 
 
-def bootstrap_ci(values, num_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean of ``values`` (1-D, at least one value)."""
-    values = np.asarray(values, np.float64)
-    idx = np.random.default_rng(seed).integers(0, len(values), (num_resamples, len(values)))
-    means = values[idx].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def _summary(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)
+
+
+def _cell(values, bold: bool = False) -> str:
+    """Mean over seeds [95% CI]; a dash when a run lacks the value."""
+    if not values or any(v is None for v in values):
+        return "—"
+    mean, lo, hi = results.interval(np.asarray(values, np.float64)[:, None], reps=10_000, statistic="mean")
+    return f"**{mean:.3f}** [{lo:.3f}, {hi:.3f}]" if bold else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def table(run_dirs: list[str]) -> str:
-    rows, cols = [], {k: [] for k, _ in PHASES}
-    gains, walls = [], []
+    """One row per run (seed): success after each phase, online minus offline, wall time; then the mean [CI]."""
+    rows, cols, gains, walls = [], {k: [] for k, _ in PHASES}, [], []
     for d in run_dirs:
-        s = json.load(open(os.path.join(d, "summary.json")))
+        s = _summary(d)
         vals = [s[k]["success"] for k, _ in PHASES]
         for (k, _), v in zip(PHASES, vals):
             cols[k].append(v)
@@ -43,36 +54,16 @@ def table(run_dirs: list[str]) -> str:
                     + f" | {gains[-1]:+.3f} | {s['wall_time_s']:.0f} s |")
     head = "| seed | " + " | ".join(name for _, name in PHASES) + " | online - offline | wall (in run) |"
     sep = "|" + "---|" * (len(PHASES) + 3)
-
-    def cell(v):
-        lo, hi = bootstrap_ci(v)
-        return f"**{np.mean(v):.3f}** [{lo:.3f}, {hi:.3f}]"
-
-    mean = (f"| mean [95% CI] | " + " | ".join(cell(cols[k]) for k, _ in PHASES)
-            + f" | {cell(gains)} | {np.mean(walls):.0f} s |")
+    mean = ("| mean [95% CI] | " + " | ".join(_cell(cols[k], bold=True) for k, _ in PHASES)
+            + f" | {_cell(gains, bold=True)} | {np.mean(walls):.0f} s |")
     return "\n".join([head, sep, *rows, mean])
-
-
-def method_name(run_dir: str) -> str:
-    """The method a run folder holds: its agent, with DQL's one-step variant named EDP."""
-    s = json.load(open(os.path.join(run_dir, "summary.json")))
-    config = json.load(open(os.path.join(run_dir, "config.json")))
-    if s["agent"] == "dql" and config["agent"].get("q_action") == "one_step":
-        return "edp"
-    return s["agent"]
 
 
 def methods_table(run_dirs: list[str]) -> str:
     """One row per method: mean success after BC, offline RL and online RL [95% bootstrap CI over seeds]."""
     groups: dict[str, list[dict]] = {}
     for d in run_dirs:
-        groups.setdefault(method_name(d), []).append(json.load(open(os.path.join(d, "summary.json"))))
-
-    def cell(v):
-        if any(x is None for x in v):
-            return "—"
-        lo, hi = bootstrap_ci(v)
-        return f"{np.mean(v):.3f} [{lo:.3f}, {hi:.3f}]"
+        groups.setdefault(results.method_name(d), []).append(_summary(d))
 
     def rate(s, k):
         return f"{s[k]['success']:.2f}" if k in s else "—"
@@ -84,48 +75,15 @@ def methods_table(run_dirs: list[str]) -> str:
         cols = {k: [s[k]["success"] if k in s else None for s in runs] for k, _ in PHASES}
         gain = [None if b is None else f - b for f, b in zip(cols["finetuned"], cols["bc"])]
         per_seed = "; ".join(" / ".join(rate(s, k) for k, _ in PHASES) for s in runs)
-        lines.append(f"| {name} | {','.join(str(s['seed']) for s in runs)} | " + " | ".join(cell(cols[k]) for k, _ in PHASES)
-                     + f" | {cell(gain)} | {per_seed} | {np.mean([s['wall_time_s'] for s in runs]):.0f} s |")
+        lines.append(f"| {name} | {','.join(str(s['seed']) for s in runs)} | "
+                     + " | ".join(_cell(cols[k]) for k, _ in PHASES)
+                     + f" | {_cell(gain)} | {per_seed} | {np.mean([s['wall_time_s'] for s in runs]):.0f} s |")
     return "\n".join(lines)
 
 
 def curves(run_dirs: list[str], path: str) -> str:
-    """Success against online env steps and against wall time since the run started, mean over seeds per method.
-
-    A method's evaluations are matched by their order (every seed of a method
-    evaluates on the same schedule); the curve starts at the last evaluation
-    before online training (BC, or offline RL), or at the first one for a
-    method trained from scratch. Shaded: min-max over seeds.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups: dict[str, list[list[dict]]] = {}
-    for d in run_dirs:
-        s = json.load(open(os.path.join(d, "summary.json")))
-        evals = s["evals"]
-        before = [i for i, e in enumerate(evals) if e["stage"] in ("bc", "offline_rl")]
-        groups.setdefault(method_name(d), []).append(evals[before[-1] if before else 0:])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
-    for name, runs in sorted(groups.items()):
-        n = min(len(r) for r in runs)
-        succ = np.array([[e["success"] for e in r[:n]] for r in runs])
-        for ax, key in zip(axes, ("env_steps", "wall_s")):
-            x = np.mean([[e.get(key, np.nan) for e in r[:n]] for r in runs], axis=0)
-            line, = ax.plot(x, succ.mean(0), marker="o", ms=3, label=f"{name} ({len(runs)} seeds)")
-            ax.fill_between(x, succ.min(0), succ.max(0), color=line.get_color(), alpha=0.15)
-    axes[0].set_xlabel("online env steps")
-    axes[1].set_xlabel("wall time since the run started (s; BC and compilation included)")
-    for ax in axes:
-        ax.set_ylabel("success rate")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    """Success against online env steps and against wall time since the run started (``launch/results.curves``)."""
+    results.curves(results.load(run_dirs), path, xs=("env_steps", "wall_s"))
     return path
 
 

@@ -39,6 +39,7 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c = ml_collections.ConfigDict()
     c.agent_name = agent_name           # module under agents/ (bc: BC only, no fine-tuning)
     c.seed = 0                          # seeds networks, env resets and sampling (not the dataset)
+    c.num_seeds = 1                     # seeds seed .. seed+num_seeds-1 in one process, vmapped (one run folder each)
     c.run_dir = ""                      # run folder; '' -> runs/<agent>_<env>_s<seed>_<config hash> (same command, same folder: it resumes)
     c.multi_device = True               # several visible devices: data parallel (envs and batches sharded)
     c.checkpoint_every_s = 300.0        # seconds between resume checkpoints (also at evaluations and phase ends; 0: every call)

@@ -39,6 +39,16 @@ def _manager(directory: str, max_to_keep: int | None = None, keep: tuple[int, ..
     return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
+def _write(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict) -> None:
+    """Step ``step``: the arrays ``state`` and the JSON ``meta``, replacing a step of that number left by a killed
+    run (a resumed run writes the same step again), complete on disk when this returns."""
+    if step in manager.all_steps():
+        manager.delete(step)
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                 force=True)
+    manager.wait_until_finished()
+
+
 def _to_state(tree) -> dict:
     state = flax.serialization.to_state_dict(tree)
     return jax.tree.map(np.asarray, state)
@@ -57,30 +67,45 @@ class Checkpointer:
 
     def save(self, step: int, agent, normalizer, meta: dict) -> None:
         """Writes step ``step`` (replacing one left by a killed run) and waits for it to be complete on disk."""
-        state = {"agent": _to_state(agent), "normalizer": _to_state(normalizer)}
-        if step in self.manager.all_steps():  # a resumed run writes the same step again, with the same arrays
-            self.manager.delete(step)
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)), force=True)
-        self.manager.wait_until_finished()
+        _write(self.manager, step, {"agent": _to_state(agent), "normalizer": _to_state(normalizer)}, meta)
 
     def close(self) -> None:
         self.manager.close()
 
 
-def _compare_meta(found: dict, expected: dict, prefix: str = "") -> None:
-    for key, value in expected.items():
-        if key not in found:
-            raise CheckpointMismatchError(f"checkpoint has no field {prefix}{key} (config expects {value!r})")
-        if isinstance(value, dict):
-            _compare_meta(found[key], value, f"{prefix}{key}.")
-        elif _plain(found[key]) != _plain(value):
-            raise CheckpointMismatchError(
-                f"checkpoint was written with {prefix}{key}={found[key]!r}, config has {value!r}")
+def first_difference(old: dict, new: dict, skip: tuple[str, ...] = (), new_keys_only: bool = False,
+                     prefix: str = ""):
+    """The first field where two nested dicts differ: ``(dotted path, old value, new value)``, or None.
+
+    Lists and tuples with the same items are equal (JSON turns tuples into
+    lists); a field one side lacks reads ``'<absent>'``. ``skip``: top-level
+    fields left out; ``new_keys_only``: only the fields of ``new`` are compared.
+    """
+    keys = new if new_keys_only else sorted(set(old) | set(new))
+    for key in keys:
+        if not prefix and key in skip:
+            continue
+        was, now = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(was, dict) and isinstance(now, dict):
+            found = first_difference(was, now, skip, new_keys_only, f"{prefix}{key}.")
+            if found:
+                return found
+        elif _plain(was) != _plain(now):
+            return f"{prefix}{key}", was, now
+    return None
 
 
 def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _compare_meta(found: dict, expected: dict) -> None:
+    difference = first_difference(found, expected, new_keys_only=True)
+    if difference:
+        field, was, now = difference
+        if was == "<absent>":
+            raise CheckpointMismatchError(f"checkpoint has no field {field} (config expects {now!r})")
+        raise CheckpointMismatchError(f"checkpoint was written with {field}={was!r}, config has {now!r}")
 
 
 def restore(directory: str, agent_template, normalizer_template, expected_meta: dict,
@@ -137,6 +162,12 @@ def _compare_shapes(stored, template, path: str = "") -> None:
             f"checkpoint array {path.rstrip('/')} has shape {shape}, config builds {tuple(np.shape(template))}")
 
 
+def _leaves(tree) -> tuple[list[str], list]:
+    """``(paths, leaves)`` of a pytree, in flattening order (paths as ``jax.tree_util.keystr``)."""
+    with_paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [jax.tree_util.keystr(p) for p, _ in with_paths], [x for _, x in with_paths]
+
+
 class RunState:
     """A run's whole training state at the end of a compiled call, for resuming after a kill.
 
@@ -158,17 +189,12 @@ class RunState:
 
     def save(self, step: int, tree, progress: dict) -> None:
         """Writes ``tree`` (its leaves; the structure comes from the template at restore) and ``progress``."""
-        leaves, treedef = jax.tree.flatten(tree)
-        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+        paths, leaves = _leaves(tree)
         # orbax cannot write empty arrays: those are rebuilt from the template's shape at restore
         state = {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves) if np.size(leaf)}
         meta = {**progress, "_leaves": [[p, list(np.shape(x)), str(np.asarray(x).dtype)]
                                         for p, x in zip(paths, leaves)]}
-        if step in self.manager.all_steps():
-            self.manager.delete(step)
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)), force=True)
-        self.manager.wait_until_finished()
+        _write(self.manager, step, state, meta)
 
     def latest(self, warn=print) -> dict | None:
         """The progress of the newest readable step (None if there is none).
@@ -200,8 +226,7 @@ class RunState:
             arrays differs from the template's (names the first leaf that does).
         """
         _, meta, state = self._found
-        leaves, treedef = jax.tree.flatten(template)
-        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+        paths, leaves = _leaves(template)
         if len(leaves) != len(meta["_leaves"]):
             raise CheckpointMismatchError(f"resume checkpoint holds {len(meta['_leaves'])} arrays, the config "
                                           f"builds {len(leaves)} (another agent or config)")
@@ -215,7 +240,7 @@ class RunState:
                     f"resume checkpoint array {meta['_leaves'][i][0]} is {stored.dtype}{list(stored.shape)}, "
                     f"the config builds {path} as {np.dtype(leaf.dtype)}{list(leaf.shape)}")
             out.append(stored)
-        return jax.tree.unflatten(treedef, out)
+        return jax.tree.unflatten(jax.tree.structure(template), out)
 
     def close(self) -> None:
         self.manager.close()

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ from agents import agent_class
 from agents.bc import BCAgent
 from envs.wrappers import VecEnv
 from launch import loops
-from launch.checkpoint import CheckpointMismatchError, Checkpointer, RunState, restore
+from launch.checkpoint import CheckpointMismatchError, Checkpointer, RunState, first_difference, restore
 from launch.data import task_dataset
 from launch.logger import Logger, format_line
 from launch.validate import validate_config
@@ -64,7 +65,8 @@ class Devices:
     the batch axis, so that XLA computes each device's share of the loss and
     all-reduces the gradients (their mean). Results equal a one-device run up
     to the order of float additions (random numbers do not depend on the
-    sharding: ``jax_threefry_partitionable``).
+    sharding: ``jax_threefry_partitionable``). Several seeds in one process
+    (``config.num_seeds`` > 1) run on the default device.
 
     Raises:
       ConfigError: ``env.num_envs`` or ``agent.batch_size`` is not a multiple of the device count.
@@ -75,7 +77,7 @@ class Devices:
 
         n = jax.device_count()
         self.mesh = None
-        if n > 1 and config.get("multi_device", True):
+        if n > 1 and config.get("multi_device", True) and config.get("num_seeds", 1) == 1:
             for field, value in (("env.num_envs", config.env.num_envs),
                                  ("agent.batch_size", config.agent.get("batch_size", n))):
                 if value % n:
@@ -105,16 +107,8 @@ class Devices:
         return jax.tree.map(lambda x: jax.device_put(x, jax.sharding.NamedSharding(self.mesh, self._spec(x))), tree)
 
     def place(self, state: dict) -> dict:
-        """A loop state: ``env_state`` and ``buffer`` sharded, everything else replicated.
-
-        An entry holding shapes only (``jax.ShapeDtypeStruct``: a template a resumed phase restores into)
-        is left as it is.
-        """
-        def put(key, value):
-            if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(value)):
-                return value
-            return self.shard(value) if key in ("env_state", "buffer") else self.replicate(value)
-        return {k: put(k, v) for k, v in state.items()}
+        """A loop state: ``env_state`` and ``buffer`` sharded, everything else replicated."""
+        return {k: self.shard(v) if k in ("env_state", "buffer") else self.replicate(v) for k, v in state.items()}
 
     @property
     def batch_constraint(self):
@@ -128,18 +122,12 @@ class Devices:
         return constrain
 
 
-def _create(build, *args):
-    """``build(*args)`` (an agent's ``create``) inside ``jit``: the same arrays, without initialising the
-    networks and optimisers op by op (4-6 s per agent on the CPU, about 1-2 s compiled, less from the cache)."""
-    return jax.jit(build)(*args)
+def _compile(name: str, jitted, args: tuple, log):
+    """Compiles ``jitted`` for ``args`` ahead of time; returns it and the trace + compile seconds.
 
-
-def _compile(name: str, jitted, args: tuple, summary: dict, log):
-    """Compiles ``jitted`` for ``args`` ahead of time; records trace + compile seconds in ``summary``.
-
-    Returns the compiled function: calling it with arrays of other shapes or
-    dtypes raises instead of compiling again, so each loop compiles exactly
-    once per run (DESIGN.md, "one compile"). XLA's persistent cache (see
+    Calling the compiled function with arrays of other shapes or dtypes raises
+    instead of compiling again, so each loop compiles exactly once per run
+    (DESIGN.md, "one compile"). XLA's persistent cache (see
     :func:`enable_compilation_cache`) makes a second run skip most of the work.
     """
     t0 = time.time()
@@ -147,10 +135,8 @@ def _compile(name: str, jitted, args: tuple, summary: dict, log):
     t1 = time.time()
     compiled = lowered.compile()
     t2 = time.time()
-    summary.setdefault("compile_s", {})[name] = {"trace": round(t1 - t0, 2), "compile": round(t2 - t1, 2)}
-    summary["compiles"][name] = summary["compiles"].get(name, 0) + 1
     log(f"  compiled {name}: trace {t1 - t0:.1f} s + XLA {t2 - t1:.1f} s")
-    return compiled
+    return compiled, {"trace": round(t1 - t0, 2), "compile": round(t2 - t1, 2)}
 
 
 def enable_compilation_cache(directory: str) -> None:
@@ -168,7 +154,8 @@ def _check_finite(phase: str, step: int, metrics: dict) -> None:
                                  "The last good checkpoint is kept in the run folder.")
 
 
-_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s", "log", "multi_device")  # where/how, not what
+# where/how a run goes, not what it computes (num_seeds: how many seeds share the process)
+_NOT_IN_NAME = ("run_dir", "data_dir", "compilation_cache", "checkpoint_every_s", "log", "multi_device", "num_seeds")
 
 
 def _config_dict(config) -> dict:
@@ -196,21 +183,7 @@ def _check_same_config(run_dir: str, config) -> None:
         return
     with open(path) as f:
         old = json.load(f)
-
-    def first_difference(a, b, prefix=""):
-        for k in sorted(set(a) | set(b)):
-            if prefix == "" and k in _NOT_IN_NAME:
-                continue
-            va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
-            if isinstance(va, dict) and isinstance(vb, dict):
-                found = first_difference(va, vb, f"{prefix}{k}.")
-                if found:
-                    return found
-            elif va != vb:
-                return f"{prefix}{k}", va, vb
-        return None
-
-    found = first_difference(old, _config_dict(config))
+    found = first_difference(old, _config_dict(config), skip=_NOT_IN_NAME)
     if found:
         field, was, now = found
         raise CheckpointMismatchError(
@@ -227,15 +200,15 @@ def _actor_meta(config, obs_size: int, action_size: int) -> dict:
             "agent": {k: config.agent[k] for k in keys if k in config.agent}}
 
 
-def evaluate(eval_fn, agent, key, log) -> dict:
-    """Runs the compiled evaluation; returns success rate, its standard error, mean return/length.
+def evaluation_result(out: dict, log) -> dict:
+    """Success rate, its standard error, mean return/length from one evaluation's per-episode arrays (logged).
 
-    For an agent with a critic it also returns ``q_start`` (the critic's mean
-    value of the chunks chosen at the start states), ``mc_return`` (the mean
-    discounted return actually obtained from those states) and their
-    difference ``q_bias`` (over-estimation when positive).
+    ``out`` is what :func:`launch.loops.make_evaluate` returns, as NumPy
+    arrays. For an agent with a critic the result also holds ``q_start``
+    (the critic's mean value of the chunks chosen at the start states),
+    ``mc_return`` (the mean discounted return actually obtained from those
+    states) and their difference ``q_bias`` (over-estimation when positive).
     """
-    out = jax.tree.map(np.asarray, eval_fn(agent, key))
     n = len(out["success"])
     rate = float(out["success"].mean())
     result = {"success": rate, "success_stderr": math.sqrt(rate * (1 - rate) / n),
@@ -255,22 +228,113 @@ def evaluate(eval_fn, agent, key, log) -> dict:
 _PHASES = ("pretrain", "offline", "online")  # the phases a resume checkpoint can be in, in run order
 
 
-class _Run:
-    """What every phase of one run shares: config, logging, the summary, agent checkpoints and resume state.
+@dataclasses.dataclass
+class _Seat:
+    """One seed's share of a run: its config, run folder and writers.
 
-    ``progress`` is the resume checkpoint's record (None for a fresh run):
-    phases before its phase are skipped, its phase goes on from its
+    A run has one seat, or ``config.num_seeds`` of them when several seeds
+    train in one process (see :func:`run`); each seat's folder is exactly the
+    one a run of that seed alone writes.
+    """
+
+    seed: int
+    config: ml_collections.ConfigDict   # the run's config with this seat's seed (what config.json holds)
+    run_dir: str
+    log: Callable[[str], None]          # the run's log, prefixed with the seed when there are several seats
+    resume: RunState
+    progress: dict | None               # the resume checkpoint's record (None: a fresh start)
+    summary: dict = None
+    logger: Logger = None
+    ckpt: Checkpointer = None
+    save_index: int = 0
+
+
+def _index(x, i: int):
+    """Seat ``i``'s part of a stacked array (or of a shape template)."""
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    return x[i]
+
+
+class _Run:
+    """What every phase of one run shares: config, devices, normaliser, and its seats (one per seed).
+
+    With one seat, arrays are those of one run. With several (``config.num_seeds``),
+    every array of the training state has a leading seat axis and every compiled
+    loop is ``jax.vmap``-ed over it (:meth:`per_seed`, ``vmap_seeds`` of
+    :mod:`launch.loops`); the host side (logs, checkpoints, evaluations,
+    summaries) works seat by seat on :meth:`split` parts.
+
+    The resume checkpoints' records (one per seat) say where the run was:
+    phases before their phase are skipped, their phase goes on from its
     counters and arrays (:meth:`start`), later phases run as usual.
     """
 
-    def __init__(self, config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer, devices):
-        self.config, self.log, self.run_dir, self.summary = config, log, run_dir, summary
-        self.devices = devices
-        self.logger, self.ckpt, self.resume, self.progress = logger, ckpt, resume, progress
-        self.meta, self.normalizer = meta, normalizer
-        self.save_index = progress["save_index"] if progress else 0
+    def __init__(self, config, log, seats: list[_Seat], meta, normalizer, devices):
+        self.config, self.log, self.seats = config, log, seats
+        self.meta, self.normalizer, self.devices = meta, normalizer, devices
+        self.vmapped = len(seats) > 1
+        self.progress = seats[0].progress
         self.last_save = time.time()
 
+    # --- the seat axis
+    def split(self, tree) -> list:
+        """Each seat's part of a stacked tree (the tree itself when there is one seat)."""
+        if not self.vmapped:
+            return [tree]
+        return [jax.tree.map(lambda x: _index(x, i), tree) for i in range(len(self.seats))]
+
+    def stack(self, trees: list):
+        """The inverse of :meth:`split`."""
+        if not self.vmapped:
+            return trees[0]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+    def broadcast(self, tree):
+        """The same tree for every seat."""
+        return self.stack([tree] * len(self.seats))
+
+    def per_seed(self, fn):
+        """``fn`` compiled, over a leading seat axis of every argument when there are several seats."""
+        return jax.jit(jax.vmap(fn) if self.vmapped else fn)
+
+    def create(self, build, *args):
+        """``build(seed, *args)`` (an agent's ``create``) inside ``jit``, for every seat's seed.
+
+        The same arrays as eager initialisation, without building networks and
+        optimisers op by op (4-6 s per agent on the CPU, about 1-2 s compiled).
+        """
+        if not self.vmapped:
+            seed = self.seats[0].seed
+            return jax.jit(lambda *a: build(seed, *a))(*args)
+        return jax.jit(jax.vmap(build))(jnp.asarray([s.seed for s in self.seats]), *args)
+
+    def split_key(self, key):
+        """``(key, subkey)`` from ``key`` (each seat's own when there are several)."""
+        if not self.vmapped:
+            return tuple(jax.random.split(key))
+        both = jax.vmap(jax.random.split)(key)
+        return both[:, 0], both[:, 1]
+
+    def compile(self, name: str, jitted, args: tuple):
+        """:func:`_compile`, recorded in every seat's summary."""
+        compiled, record = _compile(name, jitted, args, self.log)
+        for seat in self.seats:
+            seat.summary.setdefault("compile_s", {})[name] = record
+            seat.summary["compiles"][name] = seat.summary["compiles"].get(name, 0) + 1
+        return compiled
+
+    def record(self, section: str, key: str, value) -> None:
+        """``summary[section][key] = value`` in every seat's summary (``section`` '' : top level)."""
+        for seat in self.seats:
+            (seat.summary.setdefault(section, {}) if section else seat.summary)[key] = value
+
+    def evaluate(self, eval_fn, agent, key) -> list[dict]:
+        """Runs the compiled evaluation once; :func:`evaluation_result` for every seat (logged)."""
+        out = jax.tree.map(np.asarray, eval_fn(agent, key))
+        return [evaluation_result(part, seat.log) for seat, part in zip(self.seats, self.split(out))]
+
+    # --- resume
     def reached(self, phase: str) -> bool:
         """True when the resume checkpoint is in ``phase`` or a later one (``phase`` itself is not finished)."""
         return self.progress is not None and _PHASES.index(self.progress["phase"]) >= _PHASES.index(phase)
@@ -280,27 +344,84 @@ class _Run:
         return self.progress is not None and _PHASES.index(self.progress["phase"]) > _PHASES.index(phase)
 
     def start(self, phase: str, state: dict, counters: dict):
-        """``(state, counters)`` to begin ``phase`` with: restored from the resume checkpoint when it is in
-        ``phase`` (``state`` is then only the template), else the given ones."""
-        if self.progress is None or self.progress["phase"] != phase:
-            return state, counters
-        restored = self.devices.place(self.resume.restore(state))
-        self.log(f"  resumed {phase} after {self.progress['counters']['calls']} compiled calls")
-        return restored, dict(self.progress["counters"])
+        """``(state, counters)`` to begin ``phase`` with, placed on the devices (:meth:`Devices.place`).
 
-    def save(self, phase: str, state: dict, counters: dict, force: bool) -> None:
-        """Writes the resume checkpoint when forced or ``checkpoint_every_s`` has passed since the last one."""
+        Restored from the resume checkpoints when they are in ``phase``
+        (``state`` is then only the template: arrays or shapes), else the given
+        ones. ``counters`` comes back as one dict per seat.
+        """
+        if self.progress is None or self.progress["phase"] != phase:
+            return self.devices.place(state), [dict(counters) for _ in self.seats]
+        restored = self.stack([seat.resume.restore(part) for seat, part in zip(self.seats, self.split(state))])
+        self.log(f"  resumed {phase} after {self.progress['counters']['calls']} compiled calls")
+        return self.devices.place(restored), [dict(seat.progress["counters"]) for seat in self.seats]
+
+    def save(self, phase: str, state: dict, counters: list[dict], force: bool) -> None:
+        """Writes the resume checkpoints (one per seat) when forced or ``checkpoint_every_s`` has passed."""
         if not force and time.time() - self.last_save < self.config.get("checkpoint_every_s", 300.0):
             return
-        self.save_index += 1
-        self.resume.save(self.save_index, state, {
-            "phase": phase, "counters": counters, "summary": self.summary, "log_rows": len(self.logger.rows),
-            "save_index": self.save_index})
+        for seat, part, c in zip(self.seats, self.split(state), counters):
+            seat.save_index += 1
+            seat.resume.save(seat.save_index, part, {
+                "phase": phase, "counters": c, "summary": seat.summary, "log_rows": len(seat.logger.rows),
+                "save_index": seat.save_index})
         self.last_save = time.time()
 
 
-def run(config: ml_collections.ConfigDict, log=print) -> dict:
+def _seats(config, log) -> tuple[list[_Seat], dict]:
+    """The run's seats (seeds ``config.seed .. + num_seeds - 1``) and the summaries of seeds already finished.
+
+    Raises:
+      launch.checkpoint.CheckpointMismatchError: a seat's folder was started with another config.
+      ValueError: the seats' resume checkpoints are at different points.
+    """
+    num_seeds = config.get("num_seeds", 1)
+    seats, finished = [], {}
+    for seed in range(config.seed, config.seed + num_seeds):
+        seat_config = config.copy_and_resolve_references()
+        with seat_config.unlocked():
+            seat_config.seed = seed
+            if num_seeds > 1:
+                seat_config.num_seeds = 1  # the folder a run of this seed alone writes
+                if config.run_dir:  # the parent folder of the seeds' default-named folders (as a sweep's)
+                    seat_config.run_dir = os.path.join(config.run_dir, default_run_name(seat_config))
+        seat_log = (lambda msg, seed=seed: log(f"[seed {seed}] {msg}")) if num_seeds > 1 else log
+        run_dir = _run_dir(seat_config)
+        _check_same_config(run_dir, seat_config)
+        if os.path.exists(os.path.join(run_dir, "summary.json")):
+            with open(os.path.join(run_dir, "summary.json")) as f:
+                finished[seed] = json.load(f)
+            seat_log(f"run folder {run_dir} holds a finished run (summary.json); nothing to do. Start afresh with "
+                     "another --config.run_dir or after deleting the folder.")
+            continue
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            f.write(seat_config.to_json_best_effort(indent=2))
+        resume = RunState(os.path.join(run_dir, "resume"))
+        progress = resume.latest(warn=seat_log)
+        seat_log(f"run folder: {run_dir}" + (f" (resuming: phase {progress['phase']}, after "
+                                             f"{progress['counters']['calls']} compiled calls)" if progress else ""))
+        seats.append(_Seat(seed, seat_config, run_dir, seat_log, resume, progress,
+                           save_index=progress["save_index"] if progress else 0))
+    where = {((s.progress or {}).get("phase"), (s.progress or {}).get("counters", {}).get("calls")) for s in seats}
+    if len(where) > 1:
+        raise ValueError(f"config.num_seeds: the seeds' run folders were left at different points {sorted(where, key=str)}"
+                         "; resume them one seed at a time (--config.num_seeds=1 --config.seed=...)")
+    return seats, finished
+
+
+def run(config: ml_collections.ConfigDict, log=print):
     """Runs the whole job described by ``config`` (see ``configs/qc.py``); returns the summary dict.
+
+    With ``config.num_seeds`` S > 1, seeds ``config.seed`` to ``config.seed + S - 1``
+    train in this one process, every compiled loop ``jax.vmap``-ed over them
+    (PureJaxRL style: one compilation, one batched kernel per op; for runs
+    small enough that S copies of the state fit). Each seed writes the run
+    folder a run of that seed alone writes (``runs/<default_run_name>``, or
+    ``<config.run_dir>/<default_run_name>``: ``run_dir`` is then their parent),
+    with its own metrics, checkpoints and summary: the same results up to
+    float reordering. Seeds already finished are skipped. Returns then the
+    list of the S summaries, in seed order.
 
     Resumable: the run's whole state (agents with their optimisers, replay
     buffer, env states, PRNG keys, counters, the phase reached) is written to
@@ -329,26 +450,18 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     agent_cfg = config.agent
     AgentClass = agent_class(config.agent_name)
 
-    run_dir = _run_dir(config)
-    _check_same_config(run_dir, config)
-    if os.path.exists(os.path.join(run_dir, "summary.json")):
-        with open(os.path.join(run_dir, "summary.json")) as f:
-            summary = json.load(f)
-        log(f"run folder {run_dir} holds a finished run (summary.json); nothing to do. Start afresh with another "
-            "--config.run_dir or after deleting the folder.")
-        return summary
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    resume = RunState(os.path.join(run_dir, "resume"))
-    progress = resume.latest(warn=log)
-    log(f"run folder: {run_dir}" + (f" (resuming: phase {progress['phase']}, after "
-                                    f"{progress['counters']['calls']} compiled calls)" if progress else ""))
+    seats, finished = _seats(config, log)
+    if not seats:
+        summaries = [finished[s] for s in sorted(finished)]
+        return summaries if config.get("num_seeds", 1) > 1 else summaries[0]
+    if len(seats) > 1:
+        log(f"{len(seats)} seeds ({', '.join(str(s.seed) for s in seats)}) in this process, vmapped")
 
     # 1. Demonstrations (built on first use, then loaded from the cache); none for an agent trained from scratch.
     from_scratch = getattr(AgentClass, "FROM_SCRATCH", False)
     meta = _actor_meta(config, obs_size, action_size)
     bc_agent, offline = None, None
+    ctx = _Run(config, log, seats, meta, None, devices)
     if from_scratch:
         card = {}
         normalizer = Normalizer.identity(obs_size, action_size)
@@ -356,40 +469,51 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
     else:
         steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
                                     config.data_dir, log=log)
-        with open(os.path.join(run_dir, "dataset_card.json"), "w") as f:
-            json.dump(card, f, indent=2)
+        for seat in seats:
+            with open(os.path.join(seat.run_dir, "dataset_card.json"), "w") as f:
+                json.dump(card, f, indent=2)
         log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
             f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
         normalizer = Normalizer.from_data(steps["obs"], steps["action"])
-        bc_agent = _create(lambda: BCAgent.create(config.seed, obs_size, action_size, agent_cfg))
+        bc_agent = ctx.create(lambda seed: BCAgent.create(seed, obs_size, action_size, agent_cfg))
         if config.pretrained:  # checked before any training; the stored normaliser replaces the new one
             log(f"restoring the pretrained BC agent from {config.pretrained}")
-            bc_agent, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), bc_agent,
+            restored, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), ctx.split(bc_agent)[0],
                                               normalizer, {**meta, "phase": "bc"}, step=0)
+            bc_agent = ctx.broadcast(restored)  # every seed fine-tunes the same pretrained agent
         offline = devices.replicate(ReplayBuffer.from_steps(normalizer.steps(
             {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
         log(f"offline buffer: {offline.capacity} steps, {offline.memory_bytes() / 2**20:.1f} MiB")
+    ctx.normalizer = normalizer
 
     log_cfg = config.get("log")
-    wandb = None
     if devices.mesh is not None:
         log(f"data parallel over {devices.count} devices: envs and batches sharded, parameters replicated")
-    if log_cfg is not None and log_cfg.wandb:
-        wandb = {"project": log_cfg.wandb_project, "entity": log_cfg.wandb_entity, "mode": log_cfg.wandb_mode,
-                 "config": _config_dict(config)}
-    logger = Logger(run_dir, keep_rows=progress["log_rows"] if progress else None, wandb=wandb)
-    ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=3)
-    key = jax.random.PRNGKey(config.seed)
-    key, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = jax.random.split(key, 8)
+    for seat in seats:
+        wandb = None
+        if log_cfg is not None and log_cfg.wandb:
+            wandb = {"project": log_cfg.wandb_project, "entity": log_cfg.wandb_entity, "mode": log_cfg.wandb_mode,
+                     "config": _config_dict(seat.config)}
+        seat.logger = Logger(seat.run_dir, keep_rows=seat.progress["log_rows"] if seat.progress else None,
+                             wandb=wandb)
+        seat.ckpt = Checkpointer(os.path.join(seat.run_dir, "checkpoints"), max_to_keep=3)
+        if seat.progress:  # the summary so far; compilations are counted per process
+            seat.summary = {**seat.progress["summary"], "compiles": {}, "compile_s": {}}
+            seat.summary.setdefault("resumed", []).append({
+                "phase": seat.progress["phase"], "calls": seat.progress["counters"]["calls"], "unix": t_start})
+        else:
+            seat.summary = {"run_dir": seat.run_dir, "agent": config.agent_name, "env": config.env.name,
+                            "seed": seat.seed, "dataset": card, "timings_s": {}, "compiles": {},
+                            "start_unix": t_start}
+        if len(seats) > 1:
+            seat.summary["vmapped_seeds"] = [s.seed for s in seats]
+    keys = ctx.stack([jax.random.split(jax.random.PRNGKey(seat.seed), 8) for seat in seats])
+    _, k_eval_bc, k_eval_ft, k_pre, k_off, k_env, k_online, k_eval_off = (keys[..., j, :] for j in range(8))
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
-    if progress:  # the summary so far; compilations are counted per process
-        summary = {**progress["summary"], "compiles": {}, "compile_s": {}}
-        summary.setdefault("resumed", []).append({"phase": progress["phase"], "calls": progress["counters"]["calls"],
-                                                  "unix": t_start})
-    else:
-        summary = {"run_dir": run_dir, "agent": config.agent_name, "env": config.env.name, "seed": config.seed,
-                   "dataset": card, "timings_s": {}, "compiles": {}, "start_unix": t_start}
-    ctx = _Run(config, log, run_dir, summary, logger, ckpt, resume, progress, meta, normalizer, devices)
+
+    def make_eval():
+        return loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps, agent_cfg.discount,
+                                   vmap_seeds=ctx.vmapped)
 
     # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
     if not from_scratch and not ctx.skips("pretrain"):
@@ -398,34 +522,34 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
                 f"{agent_cfg.generative}")
             bc_agent = _update_phase(ctx, "pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
                                      config.pretrain.log_every, ("bc_loss",))
-        ckpt.save(0, bc_agent, normalizer, {**meta, "phase": "bc"})
+        for seat, part in zip(seats, ctx.split(bc_agent)):
+            seat.ckpt.save(0, part, normalizer, {**meta, "phase": "bc"})
         bc_agent = devices.replicate(bc_agent)
         t0 = time.time()
-        eval_bc = _compile("eval_bc", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
-                                                          agent_cfg.discount), (bc_agent, k_eval_bc), summary, log)
-        summary["bc"] = evaluate(eval_bc, bc_agent, k_eval_bc, log)
-        summary["timings_s"]["eval_bc_incl_compile"] = time.time() - t0
-        _record_eval("bc", 0, summary["bc"], logger, summary, run_dir)
+        eval_bc = ctx.compile("eval_bc", make_eval(), (bc_agent, k_eval_bc))
+        for seat, result in zip(seats, ctx.evaluate(eval_bc, bc_agent, k_eval_bc)):
+            seat.summary["bc"] = result
+            _record_eval("bc", 0, result, seat)
+        ctx.record("timings_s", "eval_bc_incl_compile", time.time() - t0)
 
     if config.agent_name == "bc":
-        _videos(config, task, normalizer, bc_agent, run_dir, "bc", summary, log)
-        return _finish(ctx, t_start)
+        _videos(ctx, bc_agent, "bc")
+        return _finish(ctx, t_start, finished)
 
     # 4. The fine-tuning agent from the BC actor (or from scratch): offline updates on demonstrations for an
     #    off-policy agent, then online fine-tuning (replay-based, or on-policy iterations).
     on_policy = getattr(AgentClass, "ON_POLICY", False)
     extra = {"num_envs": config.env.num_envs} if on_policy else {}
-    agent = devices.replicate(_create(lambda actor: AgentClass.create(config.seed, obs_size, action_size, agent_cfg,
-                                                                      actor=actor, **extra),
-                                      None if bc_agent is None else bc_agent.actor))
-    eval_ft = _compile("eval", loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps,
-                                                   agent_cfg.discount), (agent, k_eval_ft), summary, log)
+    agent = devices.replicate(ctx.create(lambda seed, actor: AgentClass.create(
+        seed, obs_size, action_size, agent_cfg, actor=actor, **extra), None if bc_agent is None else bc_agent.actor))
+    eval_ft = ctx.compile("eval", make_eval(), (agent, k_eval_ft))
     if not on_policy and config.offline.steps > 0 and not ctx.skips("offline"):
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
         agent = _update_phase(ctx, "offline", agent, offline, k_off, config.offline.steps, config.offline.log_every,
                               AgentClass.METRICS)
-        summary["offline_rl"] = evaluate(eval_ft, agent, k_eval_off, log)
-        _record_eval("offline_rl", 0, summary["offline_rl"], logger, summary, run_dir)
+        for seat, result in zip(seats, ctx.evaluate(eval_ft, agent, k_eval_off)):
+            seat.summary["offline_rl"] = result
+            _record_eval("offline_rl", 0, result, seat)
     if on_policy:
         agent = _onpolicy(ctx, agent, task, k_online, eval_ft)
     else:
@@ -433,11 +557,12 @@ def run(config: ml_collections.ConfigDict, log=print) -> dict:
 
     # 5. Evaluate the fine-tuned agent.
     t0 = time.time()
-    summary["finetuned"] = evaluate(eval_ft, agent, k_eval_ft, log)
-    summary["timings_s"]["eval_finetuned"] = time.time() - t0
-    _record_eval("finetuned", summary["online"]["env_steps"], summary["finetuned"], logger, summary, run_dir)
-    _videos(config, task, normalizer, agent, run_dir, "finetuned", summary, log)
-    return _finish(ctx, t_start)
+    for seat, result in zip(seats, ctx.evaluate(eval_ft, agent, k_eval_ft)):
+        seat.summary["finetuned"] = result
+        _record_eval("finetuned", seat.summary["online"]["env_steps"], result, seat)
+    ctx.record("timings_s", "eval_finetuned", time.time() - t0)
+    _videos(ctx, agent, "finetuned")
+    return _finish(ctx, t_start, finished)
 
 
 def restore_agent(run_dir: str, config, step: int | None = None):
@@ -453,7 +578,7 @@ def restore_agent(run_dir: str, config, step: int | None = None):
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     AgentClass = agent_class(config.agent_name)
     extra = {"num_envs": config.env.num_envs} if getattr(AgentClass, "ON_POLICY", False) else {}
-    template = _create(lambda: AgentClass.create(config.seed, obs_size, action_size, config.agent, **extra))
+    template = jax.jit(lambda: AgentClass.create(config.seed, obs_size, action_size, config.agent, **extra))()
     phase = "bc" if config.agent_name == "bc" else "online"
     agent, normalizer, _ = restore(os.path.join(run_dir, "checkpoints"), template,
                                    Normalizer.identity(obs_size, action_size),
@@ -518,40 +643,44 @@ def load_run(path: str, step: int | None = None) -> LoadedRun:
 _STAGE_CODE = {"bc": 0, "offline_rl": 1, "online": 2, "finetuned": 3}  # metrics.csv holds numbers only
 
 
-def _record_eval(stage: str, env_steps: int, result: dict, logger, summary: dict, run_dir: str) -> None:
+def _record_eval(stage: str, env_steps: int, result: dict, seat: _Seat) -> None:
     """Logs one evaluation (metrics.csv row with phase 'eval') and redraws ``learning_curve.png``."""
     from launch.plots import learning_curve
 
+    summary = seat.summary
     result = {**result, "wall_s": round(time.time() - summary["start_unix"], 1)}  # since the run started
     row = {"stage": _STAGE_CODE[stage], **{k: v for k, v in result.items() if k != "episodes"}}
-    logger.log("eval", env_steps, row)
+    seat.logger.log("eval", env_steps, row)
     summary.setdefault("evals", []).append({"stage": stage, "env_steps": int(env_steps), **result})
     expert = summary["dataset"].get("success_rate")
     metric = "success" if expert is not None or any(e["success"] > 0 for e in summary["evals"]) else "return"
-    learning_curve(summary["evals"], os.path.join(run_dir, "learning_curve.png"),
+    learning_curve(summary["evals"], os.path.join(seat.run_dir, "learning_curve.png"),
                    title=f"{summary['agent']} on {summary['env']}, seed {summary['seed']}", expert=expert,
                    metric=metric)
 
 
-def _videos(config, task, normalizer, agent, run_dir, tag, summary, log) -> None:
-    """A few rendered evaluation episodes in ``<run_dir>/videos/`` (skipped with a warning without OpenGL)."""
+def _videos(ctx: _Run, agent, tag: str) -> None:
+    """A few rendered evaluation episodes in each seat's ``<run_dir>/videos/`` (skipped without OpenGL)."""
+    config = ctx.config
     if not config.env.num_video_episodes:
         return
     from launch.videos import save_rollout_videos
 
-    def policy(obs, k):
-        return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
+    task = envs.make(config.env.name)
+    for seat, part in zip(ctx.seats, ctx.split(agent)):
+        def policy(obs, k, part=part):
+            return ctx.normalizer.unnormalize_action(part.sample_actions(ctx.normalizer.obs(obs), k))
 
-    t0 = time.time()
-    summary["videos"] = save_rollout_videos(
-        run_dir, task, policy, config.agent.action_steps, num_episodes=config.env.num_video_episodes,
-        key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),  # apart from the run's key splits
-        episode_length=config.env.episode_length, tag=tag, log=log)
-    summary["timings_s"]["videos"] = time.time() - t0
+        t0 = time.time()
+        seat.summary["videos"] = save_rollout_videos(
+            seat.run_dir, task, policy, config.agent.action_steps, num_episodes=config.env.num_video_episodes,
+            key=jax.random.fold_in(jax.random.PRNGKey(seat.seed), 1),  # apart from the run's key splits
+            episode_length=config.env.episode_length, tag=tag, log=seat.log)
+        seat.summary["timings_s"]["videos"] = time.time() - t0
 
 
-def _drive(ctx: _Run, phase: str, call, state: dict, counters: dict, total_calls: int, row_fn,
-           eval_at=None, on_eval=None) -> tuple[dict, dict]:
+def _drive(ctx: _Run, phase: str, call, state: dict, counters: list[dict], total_calls: int, row_fn,
+           eval_at=None, on_eval=None) -> tuple[dict, list[dict]]:
     """The host side of every training loop: calls a compiled loop until ``total_calls``, logs, checkpoints.
 
     Args:
@@ -560,36 +689,41 @@ def _drive(ctx: _Run, phase: str, call, state: dict, counters: dict, total_calls
       call: ``call(state, key) -> (state, metrics)`` runs one compiled call;
         ``state`` is a dict of arrays holding ``key`` (the loop's PRNG key,
         split here before each call) and what the loop carries.
-      state, counters: as returned by :meth:`_Run.start` (restored when resuming).
-      counters: ``calls`` and the loop's own running sums (JSON numbers).
-      row_fn: ``row_fn(metrics, seconds, counters) -> (x, row, keys)``:
-        the logged x (gradient or env steps), the metrics row and the keys
-        printed on the progress line; it may update ``counters``.
+      state, counters: as returned by :meth:`_Run.start` (restored when
+        resuming); ``counters`` holds one dict per seat: ``calls`` and the
+        loop's own running sums (JSON numbers).
+      row_fn: ``row_fn(metrics, seconds, counters) -> (x, row, keys)`` for one
+        seat: the logged x (gradient or env steps), the metrics row and the
+        keys printed on the progress line; it may update ``counters``.
       eval_at, on_eval: ``eval_at(counters)`` says whether to evaluate after
         this call (never after the last: the run evaluates at the end);
-        ``on_eval(state, counters, x) -> state`` does it.
+        ``on_eval(state, counters, xs) -> state`` does it (``xs``: each seat's x).
 
     Raises:
       NonFiniteLossError: a ``*loss`` metric is NaN or infinite.
     """
-    while counters["calls"] < total_calls:
-        state["key"], k = jax.random.split(state["key"])
+    while counters[0]["calls"] < total_calls:
+        state["key"], k = ctx.split_key(state["key"])
         t0 = time.time()
         state, metrics = call(state, k)
         if ctx.devices.mesh is not None:  # XLA may hand an output back with another sharding than it takes
             state = ctx.devices.place(state)
-        metrics = jax.tree.map(float, metrics)
+        metrics = jax.tree.map(np.asarray, metrics)
         dt = time.time() - t0
-        counters["calls"] += 1
-        counters["loop_s"] = counters.get("loop_s", 0.0) + dt
-        x, row, keys = row_fn(metrics, dt, counters)
-        _check_finite(phase, x, metrics)
-        ctx.logger.log(phase, x, row)
-        ctx.log(format_line(phase, x, row, keys))
-        last = counters["calls"] == total_calls
-        evaluated = bool(eval_at and not last and eval_at(counters))
+        xs = []
+        for seat, m, c in zip(ctx.seats, ctx.split(metrics), counters):
+            m = jax.tree.map(float, m)
+            c["calls"] += 1
+            c["loop_s"] = c.get("loop_s", 0.0) + dt
+            x, row, keys = row_fn(m, dt, c)
+            _check_finite(phase if not ctx.vmapped else f"{phase}, seed {seat.seed}", x, m)
+            seat.logger.log(phase, x, row)
+            seat.log(format_line(phase, x, row, keys))
+            xs.append(x)
+        last = counters[0]["calls"] == total_calls
+        evaluated = bool(eval_at and not last and eval_at(counters[0]))
         if evaluated:
-            state = on_eval(state, counters, x)
+            state = on_eval(state, counters, xs)
         ctx.save(phase, state, counters, force=last or evaluated)
     return state, counters
 
@@ -598,16 +732,17 @@ def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
     """``steps`` agent updates on ``buffer`` (no env interaction), compiled in calls of ``log_every``.
 
     Logs the averaged metrics and the update rate after every call; records the
-    phase's time (compilation apart, see :func:`_compile`) in ``summary``.
+    phase's time (compilation apart, see :func:`_compile`) in the summaries.
     """
     if steps <= 0:
         return agent
     config = ctx.config
     every = math.gcd(steps, max(1, min(log_every, steps)))  # calls of equal length that add up to ``steps``
     fn = loops.make_offline_updates(config.agent.batch_size, config.agent.horizon, config.agent.action_steps,
-                                    config.agent.discount, every, shard_batch=ctx.devices.batch_constraint)
-    state, counters = ctx.start(phase, ctx.devices.place({"agent": agent, "key": key}), {"calls": 0})
-    fn = _compile(phase, fn, (state["agent"], buffer, state["key"]), ctx.summary, ctx.log)
+                                    config.agent.discount, every, shard_batch=ctx.devices.batch_constraint,
+                                    vmap_seeds=ctx.vmapped)
+    state, counters = ctx.start(phase, {"agent": agent, "key": key}, {"calls": 0})
+    fn = ctx.compile(phase, fn, (state["agent"], buffer, state["key"]))
 
     def call(state, k):
         agent, info = fn(state["agent"], buffer, k)
@@ -617,26 +752,26 @@ def _update_phase(ctx: _Run, phase, agent, buffer, key, steps, log_every, keys):
         done = c["calls"] * every
         return done, {**info, "updates_per_s": done / max(c["loop_s"], 1e-9)}, (*keys, "updates_per_s")
 
-    state, c = _drive(ctx, phase, call, state, counters, steps // every, row)
-    ctx.summary["timings_s"][phase] = c["loop_s"]
-    ctx.summary[f"{phase}_updates_per_s"] = steps / max(c["loop_s"], 1e-9)
+    state, counters = _drive(ctx, phase, call, state, counters, steps // every, row)
+    loop_s = counters[0]["loop_s"]
+    ctx.record("timings_s", phase, loop_s)
+    ctx.record("", f"{phase}_updates_per_s", steps * len(ctx.seats) / max(loop_s, 1e-9))
     return state["agent"]
 
 
-def _env_state(ctx: _Run, env: VecEnv, initial):
-    """The envs' first state, or only its shapes when the online phase resumes from a checkpoint."""
-    if ctx.reached("online") and ctx.devices.mesh is None:
-        return jax.eval_shape(initial)
-    return ctx.devices.shard(initial())
+def _env_state(ctx: _Run, initial):
+    """The envs' first state (``initial()``), or only its shapes when the online phase resumes from a checkpoint."""
+    return jax.eval_shape(initial) if ctx.reached("online") else initial()
 
 
 def _online_eval(ctx: _Run, eval_fn, iters_of):
-    """An ``on_eval`` for :func:`_drive`: evaluates, records it and saves the agent checkpoint."""
-    def on_eval(state, c, env_steps):
-        state["k_eval"], k = jax.random.split(state["k_eval"])
-        result = evaluate(eval_fn, state["agent"], k, ctx.log)
-        _record_eval("online", env_steps, result, ctx.logger, ctx.summary, ctx.run_dir)
-        ctx.ckpt.save(iters_of(c), state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
+    """An ``on_eval`` for :func:`_drive`: evaluates, records it and saves the agent checkpoints."""
+    def on_eval(state, counters, xs):
+        state["k_eval"], k = ctx.split_key(state["k_eval"])
+        results = ctx.evaluate(eval_fn, state["agent"], k)
+        for seat, result, x, c, part in zip(ctx.seats, results, xs, counters, ctx.split(state["agent"])):
+            _record_eval("online", x, result, seat)
+            seat.ckpt.save(iters_of(c), part, ctx.normalizer, {**ctx.meta, "phase": "online"})
         return state
     return on_eval
 
@@ -667,22 +802,21 @@ def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
     example = {"obs": jnp.zeros(task.observation_size), "action": jnp.zeros(task.action_size),
                "reward": jnp.zeros(()), "next_obs": jnp.zeros(task.observation_size),
                "terminated": jnp.zeros((), bool), "truncated": jnp.zeros((), bool), "valid": jnp.zeros((), bool)}
-    online = ctx.devices.shard(ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs))
+    online = ReplayBuffer.create(example, capacity=cfg.buffer_capacity, num_streams=num_envs)
     ctx.log(f"online: {total_iters} iterations x {num_envs} envs x {h} steps = {total_iters * num_envs * h} "
             f"env steps, {updates_per_iter} updates/iteration (UTD {updates_per_iter / num_envs:.3g} per chunk), "
-            f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB), "
-            f"offline share {cfg.offline_ratio}")
+            f"replay {online.capacity} steps ({online.memory_bytes() / 2**20:.1f} MiB"
+            f"{f' per seed, {len(ctx.seats)} seeds' if ctx.vmapped else ''}), offline share {cfg.offline_ratio}")
     fn = loops.make_online_iterations(env, ctx.normalizer, batch_size=acfg.batch_size, horizon=acfg.horizon,
                                       action_steps=h, discount=acfg.discount,
                                       updates_per_iter=updates_per_iter, offline_ratio=cfg.offline_ratio,
-                                      num_iters=log_every, shard_batch=ctx.devices.batch_constraint)
-    env_state = _env_state(ctx, env, lambda: jax.jit(env.reset)(k_env))  # eager MJX reset: ~30 s op by op
-    key, k_eval = jax.random.split(key)
-    state = ctx.devices.place({"agent": agent, "env_state": env_state, "buffer": online, "key": key, "k_eval": k_eval})
-    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
-    state, counters = ctx.start("online", state, counters)
-    fn = _compile("online", fn, (state["agent"], state["env_state"], state["buffer"], offline, state["key"]),
-                  ctx.summary, ctx.log)
+                                      num_iters=log_every, shard_batch=ctx.devices.batch_constraint,
+                                      vmap_seeds=ctx.vmapped)
+    env_state = _env_state(ctx, lambda: ctx.per_seed(env.reset)(k_env))  # eager MJX reset: ~30 s op by op
+    key, k_eval = ctx.split_key(key)
+    state = {"agent": agent, "env_state": env_state, "buffer": ctx.broadcast(online), "key": key, "k_eval": k_eval}
+    state, counters = ctx.start("online", state, {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0})
+    fn = ctx.compile("online", fn, (state["agent"], state["env_state"], state["buffer"], offline, state["key"]))
 
     def call(state, k):
         agent, env_state, buffer, m = fn(state["agent"], state["env_state"], state["buffer"], offline, k)
@@ -694,19 +828,20 @@ def _online(ctx: _Run, agent, task, offline, k_env, key, eval_fn):
         r["updates_per_s"] = log_every * updates_per_iter / max(dt, 1e-9)
         return c["env_steps"], r, ("train_success", *type(agent).METRICS, "env_steps_per_s", "updates_per_s")
 
-    state, c = _drive(ctx, "online", call, state, counters, total_calls, row,
-                      eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
-                      on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
-    iters = c["calls"] * log_every
-    ctx.ckpt.save(total_iters, state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
-    ctx.summary["online"] = {
-        "env_steps": c["env_steps"], "iterations": iters, "updates": iters * updates_per_iter,
-        "updates_per_iteration": updates_per_iter, "train_episodes": c["episodes"],
-        "train_success": c["successes"] / max(c["episodes"], 1.0),
-        "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9),
-        "updates_per_s": iters * updates_per_iter / max(c["loop_s"], 1e-9),
-    }
-    ctx.summary["timings_s"]["online_loop"] = c["loop_s"]
+    state, counters = _drive(ctx, "online", call, state, counters, total_calls, row,
+                             eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
+                             on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
+    for seat, c, part in zip(ctx.seats, counters, ctx.split(state["agent"])):
+        seat.ckpt.save(total_iters, part, ctx.normalizer, {**ctx.meta, "phase": "online"})
+        iters = c["calls"] * log_every
+        seat.summary["online"] = {
+            "env_steps": c["env_steps"], "iterations": iters, "updates": iters * updates_per_iter,
+            "updates_per_iteration": updates_per_iter, "train_episodes": c["episodes"],
+            "train_success": c["successes"] / max(c["episodes"], 1.0),
+            "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9),
+            "updates_per_s": iters * updates_per_iter / max(c["loop_s"], 1e-9),
+        }
+        seat.summary["timings_s"]["online_loop"] = c["loop_s"]
     return state["agent"]
 
 
@@ -730,14 +865,13 @@ def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
             f"{total_iters * per_iter} env steps (at most; episodes may end chunks early), "
             f"{acfg.num_epochs} epochs per iteration")
     fn = loops.make_onpolicy_iterations(env, ctx.normalizer, rollout_length=T, action_steps=h,
-                                        discount=acfg.discount, num_iters=log_every)
+                                        discount=acfg.discount, num_iters=log_every, vmap_seeds=ctx.vmapped)
     # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
-    env_state = _env_state(ctx, env, lambda: loops.pending_state(env))
-    key, k_eval = jax.random.split(key)
-    state = ctx.devices.place({"agent": agent, "env_state": env_state, "key": key, "k_eval": k_eval})
-    counters = {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0}
-    state, counters = ctx.start("online", state, counters)
-    fn = _compile("onpolicy", fn, (state["agent"], state["env_state"], state["key"]), ctx.summary, ctx.log)
+    env_state = _env_state(ctx, lambda: ctx.broadcast(loops.pending_state(env)))
+    key, k_eval = ctx.split_key(key)
+    state = {"agent": agent, "env_state": env_state, "key": key, "k_eval": k_eval}
+    state, counters = ctx.start("online", state, {"calls": 0, "env_steps": 0, "episodes": 0.0, "successes": 0.0})
+    fn = ctx.compile("onpolicy", fn, (state["agent"], state["env_state"], state["key"]))
     t_start = time.time()
 
     def call(state, k):
@@ -749,32 +883,46 @@ def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
         r["wall_s"] = time.time() - t_start
         return c["env_steps"], r, ("train_success", "episode_return", *type(agent).METRICS, "env_steps_per_s")
 
-    state, c = _drive(ctx, "online", call, state, counters, total_iters // log_every, row,
-                      eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
-                      on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
-    ctx.ckpt.save(total_iters, state["agent"], ctx.normalizer, {**ctx.meta, "phase": "online"})
-    ctx.summary["online"] = {
-        "env_steps": c["env_steps"], "iterations": total_iters, "train_episodes": c["episodes"],
-        "train_success": c["successes"] / max(c["episodes"], 1.0),
-        "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9), "wall_s": time.time() - t_start,
-    }
-    ctx.summary["timings_s"]["online_loop"] = c["loop_s"]
+    state, counters = _drive(ctx, "online", call, state, counters, total_iters // log_every, row,
+                             eval_at=lambda c: cfg.eval_every and (c["calls"] * log_every) % cfg.eval_every < log_every,
+                             on_eval=_online_eval(ctx, eval_fn, lambda c: c["calls"] * log_every))
+    for seat, c, part in zip(ctx.seats, counters, ctx.split(state["agent"])):
+        seat.ckpt.save(total_iters, part, ctx.normalizer, {**ctx.meta, "phase": "online"})
+        seat.summary["online"] = {
+            "env_steps": c["env_steps"], "iterations": total_iters, "train_episodes": c["episodes"],
+            "train_success": c["successes"] / max(c["episodes"], 1.0),
+            "env_steps_per_s": c["env_steps"] / max(c["loop_s"], 1e-9), "wall_s": time.time() - t_start,
+        }
+        seat.summary["timings_s"]["online_loop"] = c["loop_s"]
     return state["agent"]
 
 
-def _finish(ctx: _Run, t_start: float) -> dict:
-    """Writes ``summary.json`` (the run is finished from then on), drops the resume state, prints the summary."""
-    summary, run_dir, log = ctx.summary, ctx.run_dir, ctx.log
+def _finish(ctx: _Run, t_start: float, finished: dict):
+    """Writes each seat's ``summary.json`` (finished from then on), drops the resume state, prints the summary.
+
+    Returns the summary (one seat), or the summaries of every seed, those
+    ``finished`` before this process included, when ``config.num_seeds`` > 1.
+    """
+    summaries = dict(finished)
+    for seat in ctx.seats:
+        summaries[seat.seed] = _finish_seat(seat, t_start)
+    if ctx.config.get("num_seeds", 1) > 1:
+        return [summaries[s] for s in sorted(summaries)]
+    return summaries[ctx.seats[0].seed]
+
+
+def _finish_seat(seat: _Seat, t_start: float) -> dict:
+    summary, run_dir = seat.summary, seat.run_dir
     summary["wall_time_s"] = time.time() - t_start  # this process (a resumed run lists its resumes)
     summary["peak_rss_mib"] = _peak_rss_mib()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    ctx.logger.summary(summary, files=tuple(os.path.join(run_dir, n) for n in (
+    seat.logger.summary(summary, files=tuple(os.path.join(run_dir, n) for n in (
         "summary.json", "config.json", "learning_curve.png")))
-    ctx.logger.close()
-    ctx.ckpt.close()
-    ctx.resume.close()
-    shutil.rmtree(ctx.resume.directory, ignore_errors=True)  # a finished run is recognised by summary.json
+    seat.logger.close()
+    seat.ckpt.close()
+    seat.resume.close()
+    shutil.rmtree(seat.resume.directory, ignore_errors=True)  # a finished run is recognised by summary.json
 
     def rate(name):
         return (f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f} "
@@ -793,7 +941,8 @@ def _finish(ctx: _Run, t_start: float) -> dict:
                   f"({summary['online']['env_steps_per_s']:.0f}/s with updates, compilation apart)"]
     lines += [f"  wall time:                 {summary['wall_time_s']:.0f} s",
               f"  run folder:                {run_dir}", "=" * 60]
-    log("\n".join(lines))
+    print_fn = seat.log
+    print_fn("\n".join(lines))
     return summary
 
 

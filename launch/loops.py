@@ -20,14 +20,25 @@ from replay.chunks import chunk_transition, training_batch
 from replay.normalizer import Normalizer
 
 
+def _jit(fn: Callable, donate_argnums: tuple, in_axes: tuple, vmap_seeds: bool) -> Callable:
+    """``jax.jit(fn)``, or with ``vmap_seeds`` ``jax.jit(jax.vmap(fn, in_axes))``: several seeds' states
+    (a leading seed axis on the arguments mapped, ``None`` for those shared) in one compiled call."""
+    if vmap_seeds:
+        fn = jax.vmap(fn, in_axes=in_axes)
+    return jax.jit(fn, donate_argnums=donate_argnums)
+
+
 def make_offline_updates(batch_size: int, horizon: int, action_steps: int, discount: float,
-                         num_updates: int, shard_batch: Callable | None = None) -> Callable:
+                         num_updates: int, shard_batch: Callable | None = None,
+                         vmap_seeds: bool = False) -> Callable:
     """``fn(agent, buffer, key) -> (agent, metrics)``: ``num_updates`` agent updates on ``buffer``.
 
     Batches are ``[batch_size]`` chunks of ``horizon`` steps (see
     :func:`replay.chunks.training_batch`); metrics are averaged over the updates.
     ``shard_batch`` (several devices, see ``launch.experiment.Devices``)
     constrains each batch to be split across devices: data parallel updates.
+    ``vmap_seeds``: ``agent`` and ``key`` carry a leading seed axis, the
+    buffer is shared (see :func:`_jit`).
     """
     shard_batch = shard_batch or (lambda batch: batch)
 
@@ -39,12 +50,13 @@ def make_offline_updates(batch_size: int, horizon: int, action_steps: int, disco
         agent, info = jax.lax.scan(body, agent, jax.random.split(key, num_updates))
         return agent, jax.tree.map(jnp.mean, info)
 
-    return jax.jit(fn, donate_argnums=(0,))
+    return _jit(fn, (0,), (0, None, 0), vmap_seeds)
 
 
 def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: int, horizon: int,
                            action_steps: int, discount: float, updates_per_iter: int,
-                           offline_ratio: float, num_iters: int, shard_batch: Callable | None = None) -> Callable:
+                           offline_ratio: float, num_iters: int, shard_batch: Callable | None = None,
+                           vmap_seeds: bool = False) -> Callable:
     """The fine-tuning loop body, ``num_iters`` iterations in one compiled call.
 
     One iteration: normalise observations, ``agent.sample_actions`` a chunk
@@ -53,7 +65,8 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     normalised steps in the online buffer, then ``updates_per_iter`` agent
     updates on batches mixing offline and online chunks (``offline_ratio``).
 
-    ``shard_batch`` as in :func:`make_offline_updates`.
+    ``shard_batch`` as in :func:`make_offline_updates`; ``vmap_seeds``: every
+    argument but the offline buffer carries a leading seed axis.
 
     Returns ``fn(agent, env_state, online, offline, key) -> (agent, env_state,
     online, metrics)``; metrics are sums (episode counts, successes, returns)
@@ -96,7 +109,7 @@ def make_online_iterations(env: VecEnv, normalizer: Normalizer, *, batch_size: i
     # The env state is not donated: a task may return one traced value in two places (e.g. the
     # same bool as info['terminated'] and info['success']); jit then hands back one buffer twice,
     # and donating it on the next call fails. It is small next to the agent and the buffer.
-    return jax.jit(fn, donate_argnums=(0, 2))
+    return _jit(fn, (0, 2), (0, 0, 0, None, 0), vmap_seeds)
 
 
 def pending_state(env: VecEnv):
@@ -107,7 +120,7 @@ def pending_state(env: VecEnv):
 
 
 def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_length: int, action_steps: int,
-                             discount: float, num_iters: int) -> Callable:
+                             discount: float, num_iters: int, vmap_seeds: bool = False) -> Callable:
     """The on-policy loop shared by every on-policy agent (Gaussian PPO, DPPO): ``num_iters`` iterations, one jit.
 
     One iteration: ``rollout_length`` (T) chunk steps in each of the ``N``
@@ -129,7 +142,8 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
       ``fn(agent, env_state, key) -> (agent, env_state, metrics)``: metrics
       are sums (``episodes``, ``successes``, ``return_sum``, ``length_sum``,
       ``env_steps``) or means (the update's) over the iterations. The agent
-      is donated.
+      is donated. With ``vmap_seeds`` every argument and output carries a
+      leading seed axis.
     """
 
     def iteration(carry, key):
@@ -166,10 +180,11 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
         sums = ("episodes", "successes", "return_sum", "length_sum", "env_steps")
         return agent, env_state, {k: v.sum() if k in sums else v.mean() for k, v in metrics.items()}
 
-    return jax.jit(fn, donate_argnums=(0,))
+    return _jit(fn, (0,), (0, 0, 0), vmap_seeds)
 
 
-def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0) -> Callable:
+def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0,
+                  vmap_seeds: bool = False) -> Callable:
     """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` arrays, one episode per env.
 
     Fields: ``success``, ``return``, ``length``, ``discounted_return`` (the
@@ -178,7 +193,8 @@ def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discou
     scored on normalised inputs), ``q_start``: the critic's value of the chunk
     it chose at the start state. ``q_start - discounted_return`` averaged over
     episodes is the critic's bias on the states and chunks the policy visits
-    (over-estimation when positive).
+    (over-estimation when positive). ``vmap_seeds``: agent, key and outputs
+    carry a leading seed axis.
     """
 
     def fn(agent, key):
@@ -192,4 +208,4 @@ def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discou
                                                    normalizer.action(out["first_chunk"]))
         return result
 
-    return jax.jit(fn)
+    return _jit(fn, (), (0, 0), vmap_seeds)

@@ -81,15 +81,28 @@ def load(run_dirs: list[str]) -> list[dict]:
     return records
 
 
-def iqm_ci(scores: np.ndarray, reps: int, seed: int = 0) -> tuple[float, float, float]:
-    """IQM of ``scores [runs, tasks]`` and its 95% stratified-bootstrap interval (rliable, ``reps`` resamples)."""
+def interval(scores: np.ndarray, reps: int, statistic: str = "iqm", seed: int = 0) -> tuple[float, float, float]:
+    """``statistic`` (``iqm`` or ``mean``) of ``scores [runs, tasks]`` and its 95% stratified-bootstrap interval.
+
+    rliable (Agarwal et al. 2021), ``reps`` resamples of the runs within each task.
+
+    Raises:
+      ValueError: an unknown ``statistic``.
+    """
     from rliable import library as rly
     from rliable import metrics
 
+    aggregate = {"iqm": metrics.aggregate_iqm, "mean": metrics.aggregate_mean}.get(statistic)
+    if aggregate is None:
+        raise ValueError(f"statistic: expected 'iqm' or 'mean', got {statistic!r}")
     np.random.seed(seed)  # rliable draws from numpy's global generator
-    point, interval = rly.get_interval_estimates({"m": scores}, lambda x: np.array([metrics.aggregate_iqm(x)]),
-                                                 reps=reps)
-    return float(point["m"][0]), float(interval["m"][0, 0]), float(interval["m"][1, 0])
+    point, ci = rly.get_interval_estimates({"m": scores}, lambda x: np.array([aggregate(x)]), reps=reps)
+    return float(point["m"][0]), float(ci["m"][0, 0]), float(ci["m"][1, 0])
+
+
+def iqm_ci(scores: np.ndarray, reps: int, seed: int = 0) -> tuple[float, float, float]:
+    """IQM of ``scores [runs, tasks]`` and its 95% stratified-bootstrap interval (:func:`interval`)."""
+    return interval(scores, reps, "iqm", seed)
 
 
 def table(records: list[dict], reps: int = 2000) -> str:
@@ -129,19 +142,23 @@ def table(records: list[dict], reps: int = 2000) -> str:
     return "\n".join(lines)
 
 
-def curves(records: list[dict], path: str, reps: int = 500) -> None:
-    """``path`` (PNG): per task, IQM over a method's runs against online env steps, with its 95% CI band.
+def curves(records: list[dict], path: str, reps: int = 500, xs: tuple[str, ...] = ("env_steps",)) -> None:
+    """``path`` (PNG): per task, IQM over a method's runs with its 95% CI band, against each key of ``xs``.
 
-    A method's evaluations are matched by order (its runs share one schedule);
+    ``xs``: ``env_steps`` (online env steps) and/or ``wall_s`` (seconds since
+    the run started, BC and compilation included), one row of panels each. A
+    method's evaluations are matched by order (its runs share one schedule);
     a curve starts at the last evaluation before online training (BC or
     offline RL), or at the first for a method trained from scratch.
     """
     from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
+    labels = {"env_steps": "online env steps", "wall_s": "wall time since the run started (s)"}
     tasks = sorted({r["task"] for r in records})
-    fig = Figure(figsize=(5.5 * len(tasks), 4), dpi=120)
-    axes = fig.subplots(1, len(tasks), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    fig = Figure(figsize=(5.5 * len(tasks), 4 * len(xs)), dpi=120)
+    axes = fig.subplots(len(xs), len(tasks), squeeze=False)
+    for col, task in enumerate(tasks):
+        metric = metric_of(task)
         for method in sorted({r["method"] for r in records if r["task"] == task}):
             runs = [r for r in records if r["method"] == method and r["task"] == task]
             evals = []
@@ -151,17 +168,19 @@ def curves(records: list[dict], path: str, reps: int = 500) -> None:
             n = min(len(e) for e in evals)
             if n == 0:
                 continue
-            metric = metric_of(task)
-            x = np.mean([[e["env_steps"] for e in ev[:n]] for ev in evals], axis=0)
             y = np.array([[e[metric] for e in ev[:n]] for ev in evals])  # [runs, points]
             stats = np.array([iqm_ci(y[:, i:i + 1], reps) for i in range(n)])
-            line, = ax.plot(x, stats[:, 0], marker="o", ms=3, label=f"{method} ({len(runs)} runs)")
-            ax.fill_between(x, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("online env steps")
-        ax.set_ylabel(f"{metric_of(task)} (IQM, 95% CI)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+            for row, key in enumerate(xs):
+                x = np.mean([[e.get(key, np.nan) for e in ev[:n]] for ev in evals], axis=0)
+                line, = axes[row, col].plot(x, stats[:, 0], marker="o", ms=3, label=f"{method} ({len(runs)} runs)")
+                axes[row, col].fill_between(x, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.2)
+        for row, key in enumerate(xs):
+            ax = axes[row, col]
+            ax.set_title(task)
+            ax.set_xlabel(labels.get(key, key))
+            ax.set_ylabel(f"{metric} (IQM, 95% CI)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 

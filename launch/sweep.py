@@ -31,6 +31,12 @@ Executors (submitit):
 * ``--executor=local``: the same jobs as local processes, ``--parallel`` at a
   time; the command returns when all have ended.
 
+``--vmap_seeds=N`` (N > 1) runs up to N jobs that differ only in their
+(consecutive) seeds as one process, the seeds ``jax.vmap``-ed
+(``config.num_seeds``, see ``launch/experiment.run``): one compilation and
+batched kernels for runs small enough; each seed still writes its own run
+folder, so states, skipping and results are the same as with one job per seed.
+
 ``--dry_run`` lists the jobs and their folders without running anything.
 Results: ``python launch/results.py <sweep_dir>``.
 """
@@ -77,6 +83,8 @@ _SWEEP_DIR = flags.DEFINE_string("sweep_dir", "", "Sweep folder; '' -> sweeps/<c
 _EXECUTOR = flags.DEFINE_enum("executor", "local", ["local", "slurm"], "Where the jobs run.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Local executor: jobs running at once.")
 _WAIT = flags.DEFINE_boolean("wait", False, "Slurm executor: wait until every job has ended.")
+_VMAP_SEEDS = flags.DEFINE_integer("vmap_seeds", 1, "Jobs differing only in their seeds run as one vmapped "
+                                   "process, up to this many seeds each (1: one process per job).")
 _DRY_RUN = flags.DEFINE_boolean("dry_run", False, "List the jobs and their run folders; run nothing.")
 
 
@@ -123,6 +131,39 @@ def expand(base: ml_collections.ConfigDict, jobs: list[dict], cli_overrides: dic
     return out
 
 
+def group_seeds(jobs: list[dict], max_seeds: int, sweep_dir: str) -> list[tuple[list[dict], dict]]:
+    """``(members, config)`` per process: jobs equal but for consecutive seeds share one, up to ``max_seeds``.
+
+    A group's config has the first member's seed, ``num_seeds`` members and
+    ``run_dir=sweep_dir``: each seed then writes the member's own folder
+    (``<sweep_dir>/<name>``, see :func:`expand`).
+    """
+    def signature(config):
+        d = config.to_dict()
+        return json.dumps({k: v for k, v in d.items() if k not in ("seed", "run_dir")}, sort_keys=True, default=str)
+
+    if max_seeds <= 1:
+        return [([j], j["config"]) for j in jobs]
+    by_signature: dict[str, list[dict]] = {}
+    for j in jobs:
+        by_signature.setdefault(signature(j["config"]), []).append(j)
+    groups = []
+    for members in by_signature.values():
+        members = sorted(members, key=lambda j: j["config"].seed)
+        run = [members[0]]
+        for j in members[1:] + [None]:
+            if j is not None and j["config"].seed == run[-1]["config"].seed + 1 and len(run) < max_seeds:
+                run.append(j)
+                continue
+            config = run[0]["config"]
+            if len(run) > 1:
+                config = ml_collections.ConfigDict(config.to_dict())
+                config.num_seeds, config.run_dir = len(run), sweep_dir
+            groups.append((run, config))
+            run = [j]
+    return groups
+
+
 def job_state(run_dir: str) -> str:
     """``finished`` (summary.json), ``unfinished`` (a run folder without it), or ``pending`` (no folder)."""
     if os.path.exists(os.path.join(run_dir, "summary.json")):
@@ -162,8 +203,9 @@ class Job:
             jax.distributed.initialize()
         from launch.experiment import run
 
-        summary = run(ml_collections.ConfigDict(self.config), log=lambda msg: print(msg, flush=True))
-        return {k: summary.get(k) for k in ("run_dir", "bc", "finetuned")}
+        out = run(ml_collections.ConfigDict(self.config), log=lambda msg: print(msg, flush=True))
+        summaries = out if isinstance(out, list) else [out]  # several seeds in one process (num_seeds)
+        return [{k: summary.get(k) for k in ("run_dir", "bc", "finetuned")} for summary in summaries]
 
     def checkpoint(self, *args, **kwargs):
         """submitit calls this on pre-emption or time-out: the same job again; the run resumes from its checkpoint."""
@@ -218,24 +260,27 @@ def main(argv):
         return
     executor = _executor(sweep_dir)
     t0, errors = time.time(), {}
-    batch = len(todo) if _EXECUTOR.value == "slurm" else max(1, _PARALLEL.value)
-    for start in range(0, len(todo), batch):
-        wave = todo[start:start + batch]
+    groups = group_seeds(todo, _VMAP_SEEDS.value, sweep_dir)
+    batch = len(groups) if _EXECUTOR.value == "slurm" else max(1, _PARALLEL.value)
+    for start in range(0, len(groups), batch):
+        wave = groups[start:start + batch]
         with executor.batch():  # one Slurm job array (locally: one process per job)
-            handles = [executor.submit(Job(j["config"].to_dict())) for j in wave]
-        for j, h in zip(wave, handles):
-            print(f"  submitted {j['name']} (job {h.job_id})", flush=True)
+            handles = [executor.submit(Job(config.to_dict())) for _, config in wave]
+        for (members, _), h in zip(wave, handles):
+            print(f"  submitted {', '.join(j['name'] for j in members)} (job {h.job_id})", flush=True)
         if _EXECUTOR.value == "slurm" and not _WAIT.value:
             print(f"submitted {len(wave)} jobs as one array; run this command again to see their states "
                   f"({os.path.join(sweep_dir, 'sweep.json')})")
             return
-        for j, h in zip(wave, handles):
+        for (members, _), h in zip(wave, handles):
+            names = ", ".join(j["name"] for j in members)
             try:
                 h.result()
-                print(f"  finished {j['name']} ({time.time() - t0:.0f} s since the sweep started)", flush=True)
+                print(f"  finished {names} ({time.time() - t0:.0f} s since the sweep started)", flush=True)
             except Exception as err:  # the job's traceback is in its submitit folder
-                errors[j["name"]] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
-                print(f"  FAILED {j['name']}: {errors[j['name']]} (log: {h.paths.stderr})", flush=True)
+                message = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
+                errors.update({j["name"]: message for j in members})
+                print(f"  FAILED {names}: {message} (log: {h.paths.stderr})", flush=True)
             write_listing(sweep_dir, jobs, errors, extra={"command": " ".join(sys.argv)})
     listing = write_listing(sweep_dir, jobs, errors, extra={"command": " ".join(sys.argv),
                                                             "wall_s_last_invocation": round(time.time() - t0, 1)})

@@ -38,13 +38,16 @@ def smoke_run(tmp_path_factory):
 
 
 METHODS = ("qc_fql", "dql", "guided", "dppo")  # QC is the smoke run itself
+VMAPPED = (("qc", 0), ("qc", 1), ("dppo", 1))  # jobs added to the method sweep: (method, seed)
 
 
 @pytest.fixture(scope="session")
 def method_sweep(smoke_run, tmp_path_factory):
     """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, 2 jobs at a time).
 
-    Returns ``(sweep_dir, command, {method: (run_dir, job stdout)})``.
+    With the seed pairs of :data:`VMAPPED` (DPPO seeds 0 and 1, QC seeds 0 and 1), each run as one
+    process with ``--vmap_seeds=2``. Returns ``(sweep_dir, command, {method: (run_dir, job stdout)})``
+    (seed 0 of each method).
     """
     import glob
     import json
@@ -53,12 +56,14 @@ def method_sweep(smoke_run, tmp_path_factory):
     _, data_dir, _ = smoke_run  # the smoke dataset is built once
     base = tmp_path_factory.mktemp("sweep")
     sweep_file = base / "methods.py"
+    # then QC and DPPO seed pairs, each pair one process with its seeds vmapped (--vmap_seeds=2)
     sweep_file.write_text("def sweep(arg=None):\n    return [" + ", ".join(
-        f"{{'config': 'configs/{m}.py:smoke'}}" for m in METHODS) + "]\n")
+        [f"{{'config': 'configs/{m}.py:smoke'}}" for m in METHODS] + [f"{{'config': 'configs/{m}.py:smoke', 'seed': {s}}}"
+                                                                 for m, s in VMAPPED]) + "]\n")
     sweep_dir = str(base / "sweep")
     command = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), "--config=configs/qc.py:smoke",
                f"--sweep={sweep_file}", f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=0",
-               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=2"]
+               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=3", "--vmap_seeds=2"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(sweep_dir, "sweep.json")) as f:

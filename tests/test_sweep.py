@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -79,13 +80,16 @@ def test_overrides_and_grid_name_bad_fields():
 
 
 def test_local_sweep_runs_skips_finished_jobs_and_tabulates(method_sweep):
-    """Four methods' smoke jobs through submitit's local executor; the same command again skips them all."""
-    from conftest import METHODS
+    """Four methods' smoke jobs (and two seed pairs) through submitit's local executor; the same command again
+    skips them all."""
+    from conftest import METHODS, VMAPPED
 
     sweep_dir, command, runs = method_sweep
     listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
-    assert [j["state"] for j in listing["jobs"]] == ["finished"] * len(METHODS)
-    assert [j["overrides"] for j in listing["jobs"]] == [{"config": f"configs/{m}.py:smoke"} for m in METHODS]
+    n = len(METHODS) + len(VMAPPED)
+    assert [j["state"] for j in listing["jobs"]] == ["finished"] * n
+    assert [j["overrides"] for j in listing["jobs"]] == [{"config": f"configs/{m}.py:smoke"} for m in METHODS] + [
+        {"config": f"configs/{m}.py:smoke", "seed": s} for m, s in VMAPPED]
     for job, method in zip(listing["jobs"], METHODS):
         summary = json.load(open(os.path.join(job["run_dir"], "summary.json")))
         assert summary["agent"] == method and summary["finetuned"]["episodes"] == 16
@@ -95,14 +99,67 @@ def test_local_sweep_runs_skips_finished_jobs_and_tabulates(method_sweep):
         assert config["env"]["num_video_episodes"] == 0  # the --config flags reach every job
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"{len(METHODS)} jobs, {len(METHODS)} finished (skipped)" in again.stdout
+    assert f"{n} jobs, {n} finished (skipped)" in again.stdout
     assert "submitted" not in again.stdout
     out = subprocess.run([sys.executable, os.path.join(ROOT, "launch", "results.py"), sweep_dir, "--reps=200"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     for method in METHODS:
-        assert f"| {method} | point_obstacle | success | 1 |" in out.stdout
+        seeds = 1 + sum(m == method for m, _ in VMAPPED)
+        assert f"| {method} | point_obstacle | success | {seeds} |" in out.stdout
+    assert "| qc | point_obstacle | success | 2 |" in out.stdout
     assert os.path.exists(os.path.join(sweep_dir, "results.md"))
+
+
+def _numbers(path):
+    """metrics.csv without its speed and time columns, as floats (phase names dropped)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    keep = [c for c in frame.columns if not c.endswith("_per_s") and c not in ("phase", "wall_s")]
+    return frame["phase"].tolist(), frame[keep].to_numpy(float), keep
+
+
+def test_vmapped_seeds_share_a_process_and_match_runs_of_one_seed(method_sweep, smoke_run):
+    """``--vmap_seeds=2``: QC seeds 0 and 1 (and DPPO's) ran as one process each, every seed writing the run folder
+    a run of that seed alone writes; QC seed 0 equals the single-seed smoke run up to float reordering."""
+    import glob
+
+    from launch import experiment
+
+    sweep_dir, _, runs = method_sweep
+    jobs = json.load(open(os.path.join(sweep_dir, "sweep.json")))["jobs"]
+    logs = [open(p).read() for p in glob.glob(os.path.join(sweep_dir, "submitit", "*", "*_log.out"))]
+    assert len(logs) == len(jobs) - 2  # two jobs fewer than run folders: the pairs shared their processes
+    folders = {}
+    for method in ("qc", "dppo"):
+        pair = [j for j in jobs if j["overrides"]["config"] == f"configs/{method}.py:smoke"]
+        assert len(pair) == 2
+        shared = [text for text in logs if all(j["run_dir"] in text for j in pair)]
+        assert len(shared) == 1 and "2 seeds (0, 1) in this process, vmapped" in shared[0]
+        summaries = [json.load(open(os.path.join(j["run_dir"], "summary.json"))) for j in pair]
+        assert [s["seed"] for s in summaries] == [0, 1] and all(s["vmapped_seeds"] == [0, 1] for s in summaries)
+        phases0, m0, cols0 = _numbers(os.path.join(pair[0]["run_dir"], "metrics.csv"))
+        phases1, m1, cols1 = _numbers(os.path.join(pair[1]["run_dir"], "metrics.csv"))
+        assert phases0 == phases1 and "online" in phases0  # every phase, logged seed by seed
+        bc_loss = [m[:, cols.index("bc_loss")][np.array(phases0) == "pretrain"] for m, cols in ((m0, cols0),
+                                                                                               (m1, cols1))]
+        assert np.all(np.isfinite(bc_loss)) and not np.allclose(*bc_loss)  # each seed its own keys
+        for j in pair:
+            assert sorted(os.listdir(os.path.join(j["run_dir"], "checkpoints")))[0] == "0"
+        folders[method] = pair
+    # QC seed 0 vmapped beside seed 1 == QC seed 0 alone (the session's smoke run; videos draw apart keys)
+    single_phases, single, single_cols = _numbers(os.path.join(smoke_run[0], "metrics.csv"))
+    phases, vmapped, cols = _numbers(os.path.join(folders["qc"][0]["run_dir"], "metrics.csv"))
+    assert phases == single_phases and cols == single_cols
+    np.testing.assert_allclose(vmapped, single, rtol=1e-4, atol=1e-5)
+    # the same group again: both seeds are finished, their summaries come back without training
+    config = ml_collections.ConfigDict(experiment._tuples(json.load(open(os.path.join(
+        folders["qc"][0]["run_dir"], "config.json")))))
+    config.num_seeds, config.run_dir = 2, sweep_dir
+    lines = []
+    out = experiment.run(config, log=lines.append)
+    assert [s["seed"] for s in out] == [0, 1] and sum("holds a finished run" in line for line in lines) == 2
 
 
 def test_slurm_executor_submits_one_job_array(tmp_path):
