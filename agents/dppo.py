@@ -29,6 +29,8 @@ old log-prob). For ``T = 10, N = 64, K' = 10, H = 5, A = 2`` the chains are
 
 from __future__ import annotations
 
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -206,13 +208,15 @@ class DPPOAgent(flax.struct.PyTreeNode):
         value_state = value_state.apply_gradients(grads=jax.tree.map(lambda g: c.vf_coef * g, g_value))
         return (actor, value_state), {"pg_loss": pg_loss, "value_loss": v_loss, **info}
 
-    @jax.jit
-    def update(self, rollout: dict) -> tuple[DPPOAgent, dict]:
+    @functools.partial(jax.jit, static_argnames="shard_batch")
+    def update(self, rollout: dict, shard_batch=None) -> tuple[DPPOAgent, dict]:
         """One PPO update on a rollout of ``T`` chunk transitions in ``N`` envs.
 
         Args:
           rollout: :data:`agents.onpolicy.ROLLOUT_FIELDS` ``[T, N, ...]`` plus
             ``chain [T, N, K'+1, H, A]`` from :meth:`act`.
+          shard_batch: ``None``, or the constraint splitting each minibatch
+            across devices (:func:`agents.onpolicy.minibatch_epochs`).
 
         Returns:
           the new agent and scalar metrics: ``pg_loss``, ``value_loss``,
@@ -248,7 +252,7 @@ class DPPOAgent(flax.struct.PyTreeNode):
         minibatch = min(c.minibatch_size, T * N * Kf)
         (actor, value_state), info = minibatch_epochs(
             (self.actor, self.value), pairs, key, c.num_epochs, minibatch, step,
-            target_kl=c.target_kl if c.target_kl > 0 else None)
+            target_kl=c.target_kl if c.target_kl > 0 else None, shard_batch=shard_batch)
         info.update(value_mean=value.mean(), reward_scale=jnp.sqrt(scaler.stats.var[0] + 1e-8),
                     actor_on=actor_on.astype(jnp.float32))
         return self.replace(rng=rng, actor=actor, value=value_state, reward_scaler=scaler,

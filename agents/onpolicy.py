@@ -158,7 +158,7 @@ def clipped_surrogate(logp: jax.Array, old_logp: jax.Array, adv: jax.Array,
 
 
 def minibatch_epochs(carry, data: dict, key: jax.Array, num_epochs: int, minibatch_size: int,
-                     step: Callable, target_kl: float | None = None):
+                     step: Callable, target_kl: float | None = None, shard_batch: Callable | None = None):
     """``num_epochs`` passes of shuffled minibatches over ``data``, as one ``lax.scan``.
 
     Each pass draws a permutation of the ``M`` samples and cuts it into
@@ -176,6 +176,9 @@ def minibatch_epochs(carry, data: dict, key: jax.Array, num_epochs: int, minibat
       num_epochs, minibatch_size: static ints; ``minibatch_size <= M``.
       step: the update.
       target_kl: ``None`` or the early-stop threshold.
+      shard_batch: ``None``, or ``fn(minibatch) -> minibatch`` constraining each
+        minibatch to be split across devices (``launch.experiment.Devices``:
+        data parallel updates, gradients averaged by XLA).
 
     Returns:
       ``(carry, info)``: ``info`` averaged over the minibatches that ran, plus
@@ -191,7 +194,7 @@ def minibatch_epochs(carry, data: dict, key: jax.Array, num_epochs: int, minibat
 
     def one(state, mb):
         carry, stopped = state
-        new, info = step(carry, mb)
+        new, info = step(carry, mb if shard_batch is None else shard_batch(mb))
         if target_kl is None:
             return (new, stopped), (info, jnp.ones(()))
         carry = jax.tree.map(lambda a, b: jnp.where(stopped, a, b), carry, new)

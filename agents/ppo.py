@@ -32,6 +32,8 @@ advantage recursion run into the next episode.
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import flax
@@ -211,8 +213,8 @@ class PPOAgent(flax.struct.PyTreeNode):
         info.update(pg_loss=pg_loss, value_loss=v_loss, entropy=entropy, std=jnp.exp(log_std).mean())
         return loss, info
 
-    @jax.jit
-    def update(self, rollout: dict) -> tuple[PPOAgent, dict]:
+    @functools.partial(jax.jit, static_argnames="shard_batch")
+    def update(self, rollout: dict, shard_batch=None) -> tuple[PPOAgent, dict]:
         """PPO update on one rollout of ``T`` steps in ``N`` envs.
 
         Args:
@@ -220,6 +222,8 @@ class PPOAgent(flax.struct.PyTreeNode):
             (``reward``, ``discount = gamma (1 - terminated)``, ``done``,
             ``obs``, ``next_obs``: the observation each step led to, before any
             auto-reset) plus ``u [T, N, A]`` (pre-squash samples from :meth:`act`).
+          shard_batch: ``None``, or the constraint splitting each minibatch
+            across devices (:func:`agents.onpolicy.minibatch_epochs`).
 
         Returns:
           the new agent and scalar metrics (losses, entropy, KL, clip
@@ -249,7 +253,8 @@ class PPOAgent(flax.struct.PyTreeNode):
             return state.apply_gradients(grads=grads), info
 
         rng, key = jax.random.split(agent.rng)
-        state, info = minibatch_epochs(agent.state, flat, key, c.num_epochs, T * N // c.num_minibatches, minibatch)
+        state, info = minibatch_epochs(agent.state, flat, key, c.num_epochs, T * N // c.num_minibatches, minibatch,
+                                       shard_batch=shard_batch)
         info["value_mean"] = value.mean()
         return agent.replace(rng=rng, state=state), info
 

@@ -865,7 +865,8 @@ def _onpolicy(ctx: _Run, agent, task, key, eval_fn):
             f"{total_iters * per_iter} env steps (at most; episodes may end chunks early), "
             f"{acfg.num_epochs} epochs per iteration")
     fn = loops.make_onpolicy_iterations(env, ctx.normalizer, rollout_length=T, action_steps=h,
-                                        discount=acfg.discount, num_iters=log_every, vmap_seeds=ctx.vmapped)
+                                        discount=acfg.discount, num_iters=log_every,
+                                        shard_batch=ctx.devices.batch_constraint, vmap_seeds=ctx.vmapped)
     # the envs are reset inside the compiled loop (loops.pending_state), from the loop's keys
     env_state = _env_state(ctx, lambda: ctx.broadcast(loops.pending_state(env)))
     key, k_eval = ctx.split_key(key)

@@ -120,7 +120,8 @@ def pending_state(env: VecEnv):
 
 
 def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_length: int, action_steps: int,
-                             discount: float, num_iters: int, vmap_seeds: bool = False) -> Callable:
+                             discount: float, num_iters: int, shard_batch: Callable | None = None,
+                             vmap_seeds: bool = False) -> Callable:
     """The on-policy loop shared by every on-policy agent (Gaussian PPO, DPPO): ``num_iters`` iterations, one jit.
 
     One iteration: ``rollout_length`` (T) chunk steps in each of the ``N``
@@ -131,7 +132,8 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
     (``sum_k gamma^k r_k``), ``discount`` (``gamma^n (1 - terminated)``),
     ``done``, ``next_obs`` (normalised; before any reset) and the agent's
     ``extras`` (:mod:`agents.onpolicy`). The update's epochs and minibatches
-    run inside the same compiled call.
+    run inside the same compiled call; ``shard_batch`` (several devices)
+    splits each of their minibatches across the devices.
 
     ``env_state`` may be :func:`pending_state` (every env marked done): the
     first step resets them inside the compiled loop, so ``reset`` is not
@@ -172,7 +174,7 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
             return env_state, (record, stats)
 
         env_state, (rollout, stats) = jax.lax.scan(step, env_state, jax.random.split(key, rollout_length))
-        agent, info = agent.update(rollout)
+        agent, info = agent.update(rollout, shard_batch=shard_batch)
         return (agent, env_state), {**info, **jax.tree.map(jnp.sum, stats)}
 
     def fn(agent, env_state, key):
