@@ -187,3 +187,25 @@ def test_slurm_executor_submits_one_job_array(tmp_path):
         assert line in sbatch, sbatch
     listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
     assert [j["state"] for j in listing["jobs"]] == ["pending"] * 3
+
+
+def test_vmap_seeds_groups_only_consecutive_seeds_of_one_config():
+    """``--vmap_seeds``: one process per run of consecutive seeds of an otherwise equal config, at most N each."""
+    from launch import sweep
+
+    def job(seed, **overrides):
+        c = qc_config.get_config("smoke")
+        common.apply_overrides(c, {"seed": seed, **overrides})
+        return {"name": f"{seed}{overrides}", "config": c}
+
+    jobs = [job(4), job(0), job(1), job(2), job(1, **{"agent.num_samples": 8}), job(2, **{"agent.num_samples": 8})]
+    groups = sweep.group_seeds(jobs, max_seeds=2, sweep_dir="S")
+    seeds = sorted([j["config"].seed for j in members] for members, _ in groups)
+    assert seeds == [[0, 1], [1, 2], [2], [4]]  # 0-1 then 2 (at most 2), 4 apart (3 is missing), num_samples=8 apart
+    for members, config in groups:
+        assert {j["config"].agent.num_samples for j in members} == {config.agent.num_samples}
+        if len(members) > 1:  # one process: the first seed, the count, and the sweep folder as the runs' parent
+            assert (config.seed, config.num_seeds, config.run_dir) == (members[0]["config"].seed, 2, "S")
+        else:  # a lone job runs as it is
+            assert config is members[0]["config"]
+    assert [len(m) for m, _ in sweep.group_seeds(jobs, max_seeds=1, sweep_dir="S")] == [1] * 6
