@@ -43,7 +43,7 @@ VMAPPED = (("qc", 0), ("qc", 1), ("dppo", 1))  # jobs added to the method sweep:
 
 @pytest.fixture(scope="session")
 def method_sweep(smoke_run, tmp_path_factory):
-    """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, 2 jobs at a time).
+    """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, all its processes at once).
 
     With the seed pairs of :data:`VMAPPED` (DPPO seeds 0 and 1, QC seeds 0 and 1), each run as one
     process with ``--vmap_seeds=2``. Returns ``(sweep_dir, command, {method: (run_dir, job stdout)})``
@@ -63,7 +63,7 @@ def method_sweep(smoke_run, tmp_path_factory):
     sweep_dir = str(base / "sweep")
     command = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), "--config=configs/qc.py:smoke",
                f"--sweep={sweep_file}", f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=0",
-               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=3", "--vmap_seeds=2"]
+               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=5", "--vmap_seeds=2"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(sweep_dir, "sweep.json")) as f:
