@@ -43,7 +43,7 @@ VMAPPED = (("dppo", 1),)  # jobs added to the method sweep: (method, seed); DPPO
 
 @pytest.fixture(scope="session")
 def method_sweep(smoke_run, tmp_path_factory):
-    """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, all its processes at once).
+    """Every other method's ``:smoke`` run as one local sweep (``launch/sweep.py``, 2 processes at a time).
 
     With the jobs of :data:`VMAPPED`: DPPO seeds 0 and 1 run as one process (``--vmap_seeds=2``). Returns ``(sweep_dir, command, {method: (run_dir, job stdout)})``
     (seed 0 of each method).
@@ -62,7 +62,7 @@ def method_sweep(smoke_run, tmp_path_factory):
     sweep_dir = str(base / "sweep")
     command = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), "--config=configs/qc.py:smoke",
                f"--sweep={sweep_file}", f"--config.data_dir={data_dir}", "--config.env.num_video_episodes=0",
-               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=5", "--vmap_seeds=2"]
+               f"--sweep_dir={sweep_dir}", "--executor=local", "--parallel=2", "--vmap_seeds=2"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(sweep_dir, "sweep.json")) as f:
