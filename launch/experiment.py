@@ -533,7 +533,7 @@ def run(config: ml_collections.ConfigDict, log=print):
         ctx.record("timings_s", "eval_bc_incl_compile", time.time() - t0)
 
     if config.agent_name == "bc":
-        _videos(ctx, bc_agent, "bc")
+        _videos(ctx, task, bc_agent, "bc")
         return _finish(ctx, t_start, finished)
 
     # 4. The fine-tuning agent from the BC actor (or from scratch): offline updates on demonstrations for an
@@ -561,7 +561,7 @@ def run(config: ml_collections.ConfigDict, log=print):
         seat.summary["finetuned"] = result
         _record_eval("finetuned", seat.summary["online"]["env_steps"], result, seat)
     ctx.record("timings_s", "eval_finetuned", time.time() - t0)
-    _videos(ctx, agent, "finetuned")
+    _videos(ctx, task, agent, "finetuned")
     return _finish(ctx, t_start, finished)
 
 
@@ -659,14 +659,13 @@ def _record_eval(stage: str, env_steps: int, result: dict, seat: _Seat) -> None:
                    metric=metric)
 
 
-def _videos(ctx: _Run, agent, tag: str) -> None:
+def _videos(ctx: _Run, task, agent, tag: str) -> None:
     """A few rendered evaluation episodes in each seat's ``<run_dir>/videos/`` (skipped without OpenGL)."""
     config = ctx.config
     if not config.env.num_video_episodes:
         return
     from launch.videos import save_rollout_videos
 
-    task = envs.make(config.env.name)
     for seat, part in zip(ctx.seats, ctx.split(agent)):
         def policy(obs, k, part=part):
             return ctx.normalizer.unnormalize_action(part.sample_actions(ctx.normalizer.obs(obs), k))
