@@ -55,20 +55,28 @@ class BCAgent(flax.struct.PyTreeNode):
 def get_config() -> ml_collections.ConfigDict:
     """Actor hyperparameters shared by every agent (each RL agent extends this)."""
     c = ml_collections.ConfigDict()
-    c.generative = "flow"              # 'flow' (Euler) or 'ddpm' (DDPM training, DDIM sampling)
+    c.generative = "flow"              # 'flow' (Euler), 'ddpm' (DDPM training, DDIM sampling) or 'mse' (regression baseline)
     c.horizon = 5                      # H: actions predicted per chunk
     c.action_steps = 5                 # h <= H: actions executed before replanning
+    c.temporal_ensemble = False        # evaluation: ACT's temporal ensembling (query every step, average overlapping chunks)
+    c.ensemble_decay = 0.01            # its m: weights exp(-m i), i = 0 the oldest prediction (ACT's 0.01)
     c.denoising_steps = 10             # K: Euler steps (flow) or DDIM steps (ddpm) when sampling
     c.train_denoising_steps = 100      # DDPM training steps (ddpm only)
     c.noise_schedule = "squaredcos_cap_v2"  # DDPM beta schedule: 'squaredcos_cap_v2' | 'linear' | 'vp' (Diffusion-QL, for small K)
     c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
-    c.actor_hidden_dims = (256, 256)   # denoiser MLP widths
+    c.actor_network = "mlp"            # denoiser: 'mlp' (over the flattened chunk) | 'unet' (1D temporal U-Net, FiLM)
+    c.actor_hidden_dims = (256, 256)   # denoiser MLP widths (mlp)
+    c.unet_down_dims = (64, 128, 256)  # U-Net channels per level (unet; Diffusion Policy: 256, 512, 1024)
+    c.unet_kernel_size = 5             # U-Net temporal kernel width (unet)
     c.actor_layer_norm = False         # LayerNorm in the denoiser MLP
     c.actor_activation = "mish"        # denoiser nonlinearity: 'mish' (Diffusion Policy) | 'gelu' | 'relu' | 'silu'
-    c.actor_lr = 3e-4                  # AdamW learning rate
+    c.actor_lr = 3e-4                  # AdamW learning rate (peak, with a schedule)
+    c.actor_lr_warmup_steps = 0        # linear warm-up updates (with actor_lr_decay_steps > 0)
+    c.actor_lr_decay_steps = 0         # cosine decay to 0 over this many updates (0: constant actor_lr; -1: pretrain.steps)
     c.actor_weight_decay = 0.0         # AdamW weight decay
     c.grad_clip = 1.0                  # global-norm gradient clip (0 disables)
-    c.ema_decay = 0.999                # EMA of actor weights used for sampling
+    c.ema_decay = 0.999                # EMA of actor weights used for sampling (its ceiling, with ema_power)
+    c.ema_power = 0.0                  # > 0: Diffusion Policy's EMA warm-up 1 - (1 + n)^-power (0.75); 0: (1+n)/(10+n)
     c.batch_size = 256                 # chunks per gradient step
     c.discount = 0.99                  # gamma per env step (a chunk of h steps discounts gamma^h)
     return c

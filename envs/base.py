@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import mujoco
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
+
+
+NO_MODE = -1  # ``info['mode']`` before the episode has shown which way it goes
+
+
+def no_mode() -> jax.Array:
+    """The initial ``info['mode']``: int32 :data:`NO_MODE`."""
+    return jnp.full((), NO_MODE, jnp.int32)
+
+
+def settle_mode(mode: jax.Array, decided: jax.Array, value: jax.Array) -> jax.Array:
+    """The episode's mode after one more step: the first decided ``value`` is kept for good.
+
+    Args:
+      mode: int32 scalar, the mode so far (:data:`NO_MODE` while undecided).
+      decided: bool scalar, whether this step shows the mode.
+      value: int scalar, the mode this step shows (read only when ``decided``).
+
+    Returns:
+      int32 scalar.
+    """
+    return jnp.where((mode == NO_MODE) & decided, value, mode).astype(jnp.int32)
 
 
 class XmlTask(mjx_env.MjxEnv):
@@ -22,7 +46,14 @@ class XmlTask(mjx_env.MjxEnv):
       config: task config with ``ctrl_dt``, ``sim_dt`` (s) and ``episode_length``
         (default time limit in control steps, applied by :class:`envs.wrappers.VecEnv`).
       config_overrides: updates to ``config``.
+
+    Every task classifies its episodes into the modes of its scripted expert
+    (``MODES``, their names in mode order): ``state.info['mode']`` is int32
+    :data:`NO_MODE` until the episode has shown which way it goes, then the
+    index of that mode for the rest of the episode (:func:`settle_mode`).
     """
+
+    MODES: tuple[str, ...] = ()
 
     def __init__(self, xml: str, name: str, action_size: int, config: config_dict.ConfigDict,
                  config_overrides=None):

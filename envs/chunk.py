@@ -73,9 +73,50 @@ def execute_chunk(env: VecEnv, state, chunk: jax.Array, action_steps: int,
     return state, steps
 
 
+def ensemble_weights(ages: jax.Array, valid: jax.Array, decay: float) -> jax.Array:
+    """ACT's temporal-ensembling weights (Zhao et al. 2023, arXiv:2304.13705, Sec. 3.3).
+
+    The chunks predicted ``ages`` steps ago all hold an action for the
+    current step. ACT weighs them ``w_i = exp(-m i)`` with ``i = 0`` the
+    *oldest* prediction, normalised; as ``i = oldest_age - age``, that is
+    ``w ∝ exp(m * age)`` over the valid ones (``m = decay``; 0: the plain mean).
+
+    Args:
+      ages: ``[H]`` int ages (steps since each chunk was predicted, 0 = now).
+      valid: ``[N, H]`` bool, which of them exist (predicted in this episode).
+      decay: ``m >= 0``.
+
+    Returns:
+      ``[N, H]`` float32 weights summing to 1 over the valid ages (zero elsewhere).
+    """
+    logits = jnp.where(valid, decay * ages.astype(jnp.float32), -jnp.inf)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def ensemble_action(past: jax.Array, steps: jax.Array, decay: float) -> jax.Array:
+    """The temporally ensembled action for now, ``[N, A]``.
+
+    Args:
+      past: ``[N, H, H, A]``, ``past[:, a]`` the chunk predicted ``a`` steps
+        ago (``a = 0``: this step's); its action for now is ``past[:, a, a]``.
+      steps: ``[N]`` int, steps taken in the episode so far (chunks older than
+        that belong to no prediction of this episode and are ignored).
+      decay: ACT's ``m`` (:func:`ensemble_weights`).
+    """
+    ages = jnp.arange(past.shape[1])
+    weights = ensemble_weights(ages, ages[None] <= steps[:, None], decay)      # [N, H]
+    return jnp.einsum("na,naj->nj", weights, past[:, ages, ages])
+
+
 def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.Array],
-                     key: jax.Array, action_steps: int, discount: float = 1.0) -> dict:
+                     key: jax.Array, action_steps: int, discount: float = 1.0,
+                     temporal_ensemble: float | None = None) -> dict:
     """Runs exactly one episode in each of the N envs with a chunked policy.
+
+    With ``temporal_ensemble = m`` (ACT's execution; ``action_steps`` is then
+    unused) the policy is queried at *every* step and the action executed is
+    the :func:`ensemble_weights` average of the actions that the last ``H``
+    chunks of this episode predicted for that step.
 
     Args:
       env: batched env; N is the number of evaluation episodes.
@@ -88,10 +129,13 @@ def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.A
       dict of ``[N]`` arrays: ``success`` (bool), ``return`` (float32),
       ``discounted_return`` (``sum_t gamma^t r_t`` from the first step, the
       Monte-Carlo value of the start state under the policy), ``length``
-      (int32 control steps); ``obs`` ``[T+1, N, O]`` with the observation
+      (int32 control steps), ``mode`` (int32, the task's classification of
+      the episode, ``state.info['mode']``: -1 while undecided); ``obs`` ``[T+1, N, O]`` with the observation
       before each chunk (for plots; ``T`` chunks) and ``first_chunk``
       ``[N, H, A]``, the chunk chosen at the start state (env units).
     """
+    if temporal_ensemble is not None:
+        return _rollout_ensembled(env, policy, key, float(temporal_ensemble), discount)
     num_chunks = -(-env.episode_length // action_steps)
     k_reset, k_loop = jax.random.split(key)
     state = env.reset(k_reset)
@@ -109,5 +153,36 @@ def rollout_episodes(env: VecEnv, policy: Callable[[jax.Array, jax.Array], jax.A
         body, (state, zeros, jnp.ones((), jnp.float32)), jax.random.split(k_loop, num_chunks))
     obs_seq = jnp.concatenate([obs_seq, state.obs[None]], axis=0)
     return {"success": state.info["success"], "return": state.info["episode_return"],
-            "discounted_return": disc_return, "length": state.info["steps"], "obs": obs_seq,
+            "discounted_return": disc_return, "length": state.info["steps"], "mode": state.info["mode"],
+            "obs": obs_seq,
             "first_chunk": chunks[0]}
+
+
+def _rollout_ensembled(env: VecEnv, policy, key: jax.Array, decay: float, discount: float) -> dict:
+    """:func:`rollout_episodes` with temporal ensembling: one policy query and one env step per scan step."""
+    k_reset, k_loop = jax.random.split(key)
+    state = env.reset(k_reset)
+    chunk_shape = jax.eval_shape(policy, state.obs, k_loop)                 # [N, H, A]
+    horizon = chunk_shape.shape[1]
+    # past[:, a] is the chunk predicted a steps ago; its action for now is past[:, a, a]
+    past = jnp.zeros((env.num_envs, horizon) + chunk_shape.shape[1:], chunk_shape.dtype)
+
+    def body(carry, k):
+        state, past, disc_return, scale = carry
+        chunk = policy(state.obs, k)
+        past = jnp.concatenate([chunk[:, None], past[:, :-1]], axis=1)
+        action = ensemble_action(past, state.info["steps"], decay)
+        new, steps = execute_chunk(env, state, action[:, None], 1)
+        disc_return = disc_return + scale * steps["reward"][:, 0]
+        return (new, past, disc_return, scale * discount), (state.obs, chunk[:, 0])
+
+    keys = jax.random.split(k_loop, env.episode_length)
+    zeros = jnp.zeros(env.num_envs, jnp.float32)
+    (state, _, disc_return, _), (obs_seq, _) = jax.lax.scan(
+        body, (state, past, zeros, jnp.ones((), jnp.float32)), keys)
+    # first_chunk: the chunk of the first query (same key as the scan's first step)
+    first_chunk = policy(obs_seq[0], keys[0])
+    obs_seq = jnp.concatenate([obs_seq, state.obs[None]], axis=0)
+    return {"success": state.info["success"], "return": state.info["episode_return"],
+            "discounted_return": disc_return, "length": state.info["steps"], "mode": state.info["mode"],
+            "obs": obs_seq, "first_chunk": first_chunk}

@@ -35,8 +35,9 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
     Returns:
       list of episode dicts: ``obs [T, O]``, ``action [T, A]``, ``reward [T]``,
       ``next_obs [T, O]``, ``terminated [T]``, ``truncated [T]`` (the last step
-      has one of the two set), ``success`` (bool) and ``mode`` (int32, the
-      expert's planned side).
+      has one of the two set), ``success`` (bool), ``mode`` (int32, the
+      expert's planned mode) and ``observed_mode`` (int32, the task's own
+      classification of the episode, ``info['mode']``; -1 undecided).
     """
     return collect_episodes(task, _ExpertPolicy(registry.expert(task)), num_episodes, seed,
                             episode_length=episode_length, batch_size=batch_size, progress=progress)
@@ -93,7 +94,8 @@ def collect_episodes(task: str, policy, num_episodes: int, seed: int, params=Non
             length = int(batch["length"][i])
             ep = {f: batch[f][i, :length] for f in
                   ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
-            ep.update(success=bool(batch["success"][i]), mode=np.int32(batch["mode"][i]))
+            ep.update(success=bool(batch["success"][i]), mode=np.int32(batch["mode"][i]),
+                      observed_mode=np.int32(batch["observed_mode"][i]))
             episodes.append(ep)
         bar.update(n)
     bar.close()
@@ -122,7 +124,7 @@ def _make_rollout(env, policy, n, episode_length):
         (state, plan), steps = jax.lax.scan(body, (state, plan), jax.random.split(k_loop, episode_length))
         steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), steps)
         return {**steps, "length": state.info["steps"], "success": state.info["success"],
-                "mode": plan["mode"]}
+                "mode": plan["mode"], "observed_mode": state.info["mode"]}
 
     return run
 

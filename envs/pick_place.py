@@ -103,7 +103,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
-from envs.base import XmlTask
+from envs.base import XmlTask, no_mode, settle_mode
 
 CUBE_HALF = 0.02          # m, half the cube edge
 CUBE_MASS = 0.05          # kg
@@ -291,7 +291,8 @@ class _PickPlaceBase(XmlTask):
                                  mocap_pos=mocap_pos, impl="jax")
         data = mjx.kinematics(self._mjx_model, data)  # poses for rendering; step() does the rest
         zero = jnp.zeros((), jnp.float32)
-        info = {"targets": targets, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool)}
+        info = {"targets": targets, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool),
+                "mode": no_mode()}
         metrics = {"success": zero, "off_table": zero, "placed": zero,
                    "target_distance": jnp.mean(jnp.linalg.norm(cubes_xy - targets, axis=-1))}
         return mjx_env.State(data, self._obs(data, targets), zero, zero, metrics, info)
@@ -308,7 +309,8 @@ class _PickPlaceBase(XmlTask):
         success = jnp.all(is_placed)
         fell = jnp.any(off_table(pos)) & ~success
         terminated = success | fell
-        info = {**state.info, "terminated": terminated, "success": success}
+        info = {**state.info, "terminated": terminated, "success": success,
+                "mode": self._mode(state.info["mode"], pos, success)}
         metrics = {"success": success.astype(jnp.float32), "off_table": fell.astype(jnp.float32),
                    "placed": jnp.mean(is_placed.astype(jnp.float32)),
                    "target_distance": jnp.mean(jnp.linalg.norm(pos[:, :2] - targets, axis=-1))}
@@ -321,20 +323,37 @@ class PickPlace(_PickPlaceBase):
 
     MuJoCo Playground ``MjxEnv`` interface on one environment (vmap for a
     batch): ``reset(rng) -> State`` (obs ``[22]``), ``step(state, action [4])``.
-    ``state.info`` holds ``terminated``, ``success`` (bool) and ``targets``
-    ``[1, 2]``; ``state.done`` equals ``terminated`` (float 0/1).
+    ``state.info`` holds ``terminated``, ``success`` (bool), ``targets``
+    ``[1, 2]`` and ``mode`` (0: the cube was carried high, 1: low);
+    ``state.done`` equals ``terminated`` (float 0/1).
     """
 
     NUM_CUBES = 1
+    MODES = ("high", "low")
+    HIGH_CARRY_Z = 0.10  # m: a cube centre above this was carried high (the expert's carries: 14 and 6 cm)
+
+    def _mode(self, mode: jax.Array, pos: jax.Array, success: jax.Array) -> jax.Array:
+        """0 (high) once the cube's centre rises above :attr:`HIGH_CARRY_Z`; 1 (low) if placed without."""
+        high = pos[0, 2] > self.HIGH_CARRY_Z
+        return settle_mode(mode, high | success, jnp.where(high, 0, 1))
 
 
 class PickPlaceTwo(_PickPlaceBase):
     """Place two cubes, each on its own target, in either order (see module docstring).
 
-    Same interface as :class:`PickPlace`, with obs ``[37]`` and ``targets [2, 2]``.
+    Same interface as :class:`PickPlace`, with obs ``[37]`` and ``targets [2, 2]``;
+    ``info['mode']`` is the cube lifted first (0: A, 1: B).
     """
 
     NUM_CUBES = 2
+    MODES = ("a_first", "b_first")
+    LIFTED_Z = CUBE_HALF + 0.02  # m: a cube centre above this is off the table (lifted)
+
+    def _mode(self, mode: jax.Array, pos: jax.Array, success: jax.Array) -> jax.Array:
+        """The cube lifted first: 0 for A (red), 1 for B (blue); if both rise in one step, the higher."""
+        del success
+        z = pos[:, 2]
+        return settle_mode(mode, jnp.any(z > self.LIFTED_Z), jnp.argmax(z))
 
 
 class _PickPlaceExpertBase:

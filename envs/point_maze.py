@@ -46,7 +46,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
-from envs.base import XmlTask
+from envs.base import XmlTask, no_mode, settle_mode
 
 # 1 = wall. Rows top (0) to bottom (8), columns left (0) to right (10).
 MAZE = (
@@ -61,6 +61,7 @@ MAZE = (
     "###########",
 )
 CELL = 1.0
+ROUTE_DECIDED_Y = 0.75   # m: |y| beyond which the disc has left the middle row for a route's half
 DISC_RADIUS = 0.1
 GOAL_RADIUS = 0.3
 START_CELL, GOAL_CELL = (4, 1), (4, 9)   # (row, column)
@@ -140,8 +141,11 @@ class PointMaze(XmlTask):
 
     MuJoCo Playground ``MjxEnv`` interface on one environment (vmap for a
     batch): ``reset(rng) -> State`` with obs ``[6]``, ``step(state, action [2])``.
-    ``state.info`` holds ``terminated`` and ``success`` (bool scalars).
+    ``state.info`` holds ``terminated`` and ``success`` (bool scalars) and
+    ``mode``, the route the disc took (0 upper, 1 lower half).
     """
+
+    MODES = ("upper", "lower")
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
         super().__init__(_xml(), "point_maze", 2, config or default_config(), config_overrides)
@@ -160,7 +164,7 @@ class PointMaze(XmlTask):
                                  mocap_pos=jnp.zeros((1, 3)).at[0, :2].set(goal), impl="jax")
         data = mjx.forward(self._mjx_model, data)
         zero = jnp.zeros((), jnp.float32)
-        info = {"goal": goal, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool)}
+        info = {"goal": goal, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool), "mode": no_mode()}
         metrics = {"success": zero, "goal_distance": jnp.linalg.norm(start - goal)}
         return mjx_env.State(data, self._obs(data, goal), zero, zero, metrics, info)
 
@@ -181,7 +185,10 @@ class PointMaze(XmlTask):
         goal = state.info["goal"]
         dist = jnp.linalg.norm(pos - goal)
         success = dist < GOAL_RADIUS
-        info = {**state.info, "terminated": success, "success": success}
+        # the mode: the half of the maze the disc first enters on leaving the middle row (y = 0):
+        # the corridor rows next to it are centred at y = +-1 m, the start is within 0.3 m of y = 0
+        mode = settle_mode(state.info["mode"], jnp.abs(y) > ROUTE_DECIDED_Y, jnp.where(y > 0.0, 0, 1))
+        info = {**state.info, "terminated": success, "success": success, "mode": mode}
         metrics = {"success": success.astype(jnp.float32), "goal_distance": dist}
         return state.replace(data=data, obs=self._obs(data, goal), reward=success.astype(jnp.float32),
                              done=success.astype(jnp.float32), metrics=metrics, info=info)

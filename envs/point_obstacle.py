@@ -42,7 +42,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
-from envs.base import XmlTask
+from envs.base import XmlTask, no_mode, settle_mode
 
 # Measured env steps/s (benchmarks/env_speed.py), copied into dataset cards.
 THROUGHPUT = {
@@ -103,7 +103,10 @@ class PointObstacle(XmlTask):
     ``step(state, action [2]) -> State`` on one environment (vmap for a
     batch). ``state.info`` holds ``terminated`` (bool) and ``success`` (bool);
     ``state.done`` equals ``terminated`` (float 0/1, as in Playground).
+    ``info['mode']`` is the side the disc passed the wall on (0 above, 1 below).
     """
+
+    MODES = ("above", "below")
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
         super().__init__(_XML, "point_obstacle", 2, config or default_config(), config_overrides)
@@ -122,7 +125,7 @@ class PointObstacle(XmlTask):
                                  mocap_pos=mocap_pos, impl="jax")
         data = mjx.forward(self._mjx_model, data)
         zero = jnp.zeros((), jnp.float32)
-        info = {"goal": goal, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool)}
+        info = {"goal": goal, "terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool), "mode": no_mode()}
         metrics = {"success": zero, "hit_wall": zero, "goal_distance": jnp.linalg.norm(start - goal)}
         return mjx_env.State(data, self._obs(data, goal), zero, zero, metrics, info)
 
@@ -136,7 +139,10 @@ class PointObstacle(XmlTask):
         crash = hits_wall(pos) & ~success
         terminated = success | crash
         reward = success.astype(jnp.float32)
-        info = {**state.info, "terminated": terminated, "success": success}
+        # the mode: the side of the wall the disc is on when it first reaches the wall's centre line
+        # (there |y| > wall half-height, or it would have hit the wall)
+        mode = settle_mode(state.info["mode"], (pos[0] >= 0.0) & ~crash, jnp.where(pos[1] > 0.0, 0, 1))
+        info = {**state.info, "terminated": terminated, "success": success, "mode": mode}
         metrics = {"success": success.astype(jnp.float32), "hit_wall": crash.astype(jnp.float32),
                    "goal_distance": dist}
         return state.replace(data=data, obs=self._obs(data, goal), reward=reward,

@@ -75,7 +75,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
-from envs.base import XmlTask
+from envs.base import XmlTask, no_mode, settle_mode
 
 # --- geometry (metres, radians); the T's body frame has its origin at the T's centre of mass ---
 TABLE_HALF = 0.5
@@ -167,6 +167,30 @@ def pose_error(obj: jax.Array, goal: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.linalg.norm(obj[:2] - goal[:2]), jnp.abs(wrap_angle(obj[2] - goal[2]))
 
 
+MODE_SPEED, MODE_SPIN, MODE_ANGLE = 0.03, 0.2, math.radians(10.0)  # m/s, rad/s, rad: a translation push
+
+
+def translation_mode(mode: jax.Array, obj: jax.Array, vel: jax.Array, goal: jax.Array) -> jax.Array:
+    """The episode's mode after one step: the T-frame axis of the first translation push.
+
+    A translation push is a step where the T moves faster than
+    ``MODE_SPEED`` while turning slower than ``MODE_SPIN``, already within
+    ``MODE_ANGLE`` of the goal angle. Its mode is the T-frame axis it mostly
+    moves along: 0 for x (the bar), 1 for y (the stem), as the expert's modes.
+
+    Args:
+      mode: int32 scalar, the mode so far; obj: T pose ``[3]`` (x, y, yaw);
+      vel: T velocity ``[3]`` (m/s, rad/s); goal: goal pose ``[3]``.
+
+    Returns:
+      int32 scalar.
+    """
+    local = _rot(obj[2]).T @ vel[:2]
+    pushed = ((jnp.linalg.norm(vel[:2]) > MODE_SPEED) & (jnp.abs(vel[2]) < MODE_SPIN)
+              & (pose_error(obj, goal)[1] < MODE_ANGLE))
+    return settle_mode(mode, pushed, jnp.where(jnp.abs(local[0]) >= jnp.abs(local[1]), 0, 1))
+
+
 def off_table(xy: jax.Array) -> jax.Array:
     """Whether the T's centre of mass ``xy [..., 2]`` (m) is off the table. Returns bool ``[...]``."""
     return jnp.any(jnp.abs(xy) > TABLE_HALF, axis=-1)
@@ -177,9 +201,13 @@ class PushT(XmlTask):
 
     Follows MuJoCo Playground's ``MjxEnv`` interface: ``reset(rng) -> State``,
     ``step(state, action [2]) -> State`` on one environment (vmap for a
-    batch). ``state.info`` holds ``terminated`` (bool) and ``success`` (bool);
-    ``state.done`` equals ``terminated`` (float 0/1, as in Playground).
+    batch). ``state.info`` holds ``terminated`` (bool), ``success`` (bool)
+    and ``mode`` (:func:`translation_mode`: 0 the first translation was along
+    the T's x axis, 1 along its y axis); ``state.done`` equals ``terminated``
+    (float 0/1, as in Playground).
     """
+
+    MODES = ("x_first", "y_first")
 
     def __init__(self, config: config_dict.ConfigDict | None = None, config_overrides=None):
         super().__init__(_XML, "push_t", 2, config or default_config(), config_overrides)
@@ -209,7 +237,7 @@ class PushT(XmlTask):
         data = mjx.kinematics(self._mjx_model, data)  # positions for rendering; step() does the rest
         zero = jnp.zeros((), jnp.float32)
         pos_err, ang_err = pose_error(qpos[2:], self._goal)
-        info = {"terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool)}
+        info = {"terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool), "mode": no_mode()}
         metrics = {"success": zero, "off_table": zero, "position_error": pos_err, "angle_error": ang_err}
         return mjx_env.State(data, self._obs(data), zero, zero, metrics, info)
 
@@ -221,7 +249,8 @@ class PushT(XmlTask):
         success = (pos_err < POS_TOL) & (ang_err < ANGLE_TOL)
         fell = off_table(data.qpos[2:4]) & ~success
         terminated = success | fell
-        info = {**state.info, "terminated": terminated, "success": success}
+        info = {**state.info, "terminated": terminated, "success": success,
+                "mode": translation_mode(state.info["mode"], data.qpos[2:5], data.qvel[2:5], self._goal)}
         metrics = {"success": success.astype(jnp.float32), "off_table": fell.astype(jnp.float32),
                    "position_error": pos_err, "angle_error": ang_err}
         return state.replace(data=data, obs=self._obs(data), reward=success.astype(jnp.float32),

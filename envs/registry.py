@@ -85,6 +85,18 @@ def expert(name: str, **kwargs):
     return _load(module, expert_cls)(**kwargs)
 
 
+def mode_names(name: str) -> tuple[str, ...]:
+    """Names of task ``name``'s modes, in the order of ``state.info['mode']`` (``()``: none, e.g. Playground).
+
+    Raises:
+      ValueError: unknown task name.
+    """
+    if is_playground(name):
+        return ()
+    module, env_cls, _ = _entry(name)
+    return tuple(getattr(_load(module, env_cls), "MODES", ()))
+
+
 def _module(name: str):
     return importlib.import_module(_entry(name)[0])
 

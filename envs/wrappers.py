@@ -69,6 +69,7 @@ class VecEnv:
         info = dict(state.info)
         info.setdefault("terminated", state.done > 0)
         info.setdefault("success", jnp.zeros((), bool))
+        info.setdefault("mode", jnp.full((), -1, jnp.int32))  # a task without modes: never decided
         info.update(steps=jnp.zeros((), jnp.int32), truncated=jnp.zeros((), bool),
                     episode_return=jnp.zeros((), jnp.float32))
         return state.replace(info=info, reward=jnp.asarray(state.reward, jnp.float32),

@@ -200,11 +200,15 @@ def _actor_meta(config, obs_size: int, action_size: int) -> dict:
             "agent": {k: config.agent[k] for k in keys if k in config.agent}}
 
 
-def evaluation_result(out: dict, log) -> dict:
+def evaluation_result(out: dict, log, modes: tuple[str, ...] = ()) -> dict:
     """Success rate, its standard error, mean return/length from one evaluation's per-episode arrays (logged).
 
     ``out`` is what :func:`launch.loops.make_evaluate` returns, as NumPy
-    arrays. For an agent with a critic the result also holds ``q_start``
+    arrays. ``modes`` names the task's modes (``envs.mode_names``): the
+    result then holds ``mode_<name>``, the share of the *successful*
+    episodes the task classified into that mode (``info['mode']``; NaN
+    without successes), so a policy's mode split reads next to its expert's
+    (the dataset card's ``mode_split``). For an agent with a critic the result also holds ``q_start``
     (the critic's mean value of the chunks chosen at the start states),
     ``mc_return`` (the mean discounted return actually obtained from those
     states) and their difference ``q_bias`` (over-estimation when positive).
@@ -221,6 +225,11 @@ def evaluation_result(out: dict, log) -> dict:
         result["q_bias"] = result["q_start"] - result["mc_return"]
         line += (f", Q(s0, a0) {result['q_start']:.3f} vs discounted return {result['mc_return']:.3f} "
                  f"(bias {result['q_bias']:+.3f})")
+    if modes:
+        won = out["mode"][out["success"].astype(bool)]
+        shares = [float(np.mean(won == i)) if len(won) else float("nan") for i in range(len(modes))]
+        result.update({f"mode_{name}": share for name, share in zip(modes, shares)})
+        line += ", modes of successes " + " / ".join(f"{name} {share:.2f}" for name, share in zip(modes, shares))
     log(line)
     return result
 
@@ -332,7 +341,8 @@ class _Run:
     def evaluate(self, eval_fn, agent, key) -> list[dict]:
         """Runs the compiled evaluation once; :func:`evaluation_result` for every seat (logged)."""
         out = jax.tree.map(np.asarray, eval_fn(agent, key))
-        return [evaluation_result(part, seat.log) for seat, part in zip(self.seats, self.split(out))]
+        modes = envs.mode_names(self.config.env.name)
+        return [evaluation_result(part, seat.log, modes) for seat, part in zip(self.seats, self.split(out))]
 
     # --- resume
     def reached(self, phase: str) -> bool:
@@ -448,6 +458,9 @@ def run(config: ml_collections.ConfigDict, log=print):
         enable_compilation_cache(os.path.join(config.data_dir, "jax_cache"))
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     agent_cfg = config.agent
+    if agent_cfg.get("actor_lr_decay_steps", 0) < 0:  # -1: the schedule spans BC pretraining
+        agent_cfg = ml_collections.ConfigDict(agent_cfg.to_dict())
+        agent_cfg.actor_lr_decay_steps = config.pretrain.steps
     AgentClass = agent_class(config.agent_name)
 
     seats, finished = _seats(config, log)
@@ -512,8 +525,9 @@ def run(config: ml_collections.ConfigDict, log=print):
     eval_env = VecEnv(task, config.env.num_eval_episodes, config.env.episode_length)
 
     def make_eval():
+        ensemble = agent_cfg.ensemble_decay if agent_cfg.get("temporal_ensemble", False) else None
         return loops.make_evaluate(eval_env, normalizer, agent_cfg.action_steps, agent_cfg.discount,
-                                   vmap_seeds=ctx.vmapped)
+                                   vmap_seeds=ctx.vmapped, temporal_ensemble=ensemble)
 
     # 2. BC pretraining (unless a pretrained agent was restored), 3. its evaluation.
     if not from_scratch and not ctx.skips("pretrain"):
@@ -924,13 +938,19 @@ def _finish_seat(seat: _Seat, t_start: float) -> dict:
     seat.resume.close()
     shutil.rmtree(seat.resume.directory, ignore_errors=True)  # a finished run is recognised by summary.json
 
+    modes = envs.mode_names(summary["env"])
+
     def rate(name):
+        split = "".join(f", {m} {summary[name][f'mode_{m}']:.2f}" for m in modes if f"mode_{m}" in summary[name])
         return (f"{summary[name]['success']:.3f} +- {summary[name]['success_stderr']:.3f} "
-                f"(mean return {summary[name]['return']:.1f})")
+                f"(mean return {summary[name]['return']:.1f}{split})")
 
     lines = ["", "=" * 60, f"summary ({summary['agent']} on {summary['env']}, seed {summary['seed']})"]
     if summary["dataset"]:
-        lines.append(f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}")
+        planned = summary["dataset"].get("mode_split") or {}
+        split = "".join(f", {m} {planned[str(i)]:.2f}" for i, m in enumerate(modes) if str(i) in planned)
+        lines.append(f"  expert success (dataset):  {summary['dataset'].get('success_rate', float('nan')):.3f}"
+                     + (f" (planned modes{split[1:]})" if split else ""))
     if "bc" in summary:
         lines.append(f"  success after BC:          {rate('bc')}")
     if "offline_rl" in summary:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 
@@ -38,7 +39,7 @@ class Logger:
         self.tb = SummaryWriter(tb_dir)
         for row in self.rows:
             for k, v in row.items():
-                if k not in ("phase", "step"):
+                if k not in ("phase", "step") and math.isfinite(v):  # NaN: undefined (e.g. no successes)
                     self.tb.add_scalar(f"{row['phase']}/{k}", v, row["step"])
         if self.rows:
             self._write_csv()
@@ -88,7 +89,8 @@ class Logger:
         row = {"phase": phase, "step": int(step)}
         for k, v in metrics.items():
             row[k] = float(np.asarray(v))
-            self.tb.add_scalar(f"{phase}/{k}", row[k], int(step))
+            if math.isfinite(row[k]):  # NaN stays in metrics.csv (undefined, e.g. mode shares without successes)
+                self.tb.add_scalar(f"{phase}/{k}", row[k], int(step))
         self.rows.append(row)
         self._write_csv()
         if self.wandb is not None:

@@ -186,25 +186,28 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
 
 
 def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0,
-                  vmap_seeds: bool = False) -> Callable:
+                  vmap_seeds: bool = False, temporal_ensemble: float | None = None) -> Callable:
     """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` arrays, one episode per env.
 
-    Fields: ``success``, ``return``, ``length``, ``discounted_return`` (the
+    Fields: ``success``, ``return``, ``length``, ``mode`` (the task's mode
+    of each episode, -1 undecided), ``discounted_return`` (the
     Monte-Carlo value of the start state, ``sum_t gamma^t r_t``) and, for an
     agent with a critic (an ``agent.critic``, :class:`agents.critic.Critic`,
     scored on normalised inputs), ``q_start``: the critic's value of the chunk
     it chose at the start state. ``q_start - discounted_return`` averaged over
     episodes is the critic's bias on the states and chunks the policy visits
     (over-estimation when positive). ``vmap_seeds``: agent, key and outputs
-    carry a leading seed axis.
+    carry a leading seed axis. ``temporal_ensemble = m``: ACT's execution
+    (a query every step, overlapping chunks averaged with
+    :func:`envs.chunk.ensemble_weights`) instead of ``action_steps`` per chunk.
     """
 
     def fn(agent, key):
         def policy(obs, k):
             return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
 
-        out = rollout_episodes(env, policy, key, action_steps, discount)
-        result = {k: out[k] for k in ("success", "return", "length", "discounted_return")}
+        out = rollout_episodes(env, policy, key, action_steps, discount, temporal_ensemble)
+        result = {k: out[k] for k in ("success", "return", "length", "discounted_return", "mode")}
         if hasattr(agent, "critic"):
             result["q_start"] = agent.critic.value(normalizer.obs(out["obs"][0]),
                                                    normalizer.action(out["first_chunk"]))

@@ -30,6 +30,8 @@ def validate_config(config, task) -> None:
     _require(a.horizon >= 1, "agent.horizon", ">= 1", a.horizon)
     _require(1 <= a.action_steps <= a.horizon, "agent.action_steps", f"in [1, horizon={a.horizon}]",
              a.action_steps)
+    if a.get("temporal_ensemble", False):
+        _require(a.ensemble_decay >= 0, "agent.ensemble_decay", ">= 0 (0: the plain mean)", a.ensemble_decay)
     _require(e.episode_length >= 1, "env.episode_length", ">= 1", e.episode_length)
     _require(a.horizon <= e.episode_length, "agent.horizon",
              f"<= env.episode_length={e.episode_length} (a chunk cannot be longer than an episode)", a.horizon)
@@ -38,7 +40,16 @@ def validate_config(config, task) -> None:
     _require(0.0 < a.discount <= 1.0, "agent.discount", "in (0, 1]", a.discount)
     if "generative" in a:  # a chunked generative actor
         _require(a.denoising_steps >= 1, "agent.denoising_steps", ">= 1", a.denoising_steps)
-        _require(a.generative in ("flow", "ddpm"), "agent.generative", "'flow' or 'ddpm'", a.generative)
+        _require(a.generative in ("flow", "ddpm", "mse"), "agent.generative", "'flow', 'ddpm' or 'mse'",
+                 a.generative)
+        _require(a.get("actor_network", "mlp") in ("mlp", "unet"), "agent.actor_network", "'mlp' or 'unet'",
+                 a.get("actor_network"))
+        if a.get("actor_network", "mlp") == "unet":
+            dims = tuple(a.unet_down_dims)
+            _require(len(dims) >= 1 and all(d > 0 and d % 8 == 0 for d in dims), "agent.unet_down_dims",
+                     "positive multiples of 8 (GroupNorm with 8 groups)", dims)
+            _require(a.unet_kernel_size >= 1 and a.unet_kernel_size % 2 == 1, "agent.unet_kernel_size",
+                     "an odd width >= 1", a.unet_kernel_size)
         _require(a.get("actor_activation", "mish") in ACTIVATIONS, "agent.actor_activation",
                  f"one of {sorted(ACTIVATIONS)}", a.get("actor_activation"))
         if a.generative == "ddpm":

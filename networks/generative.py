@@ -106,6 +106,61 @@ class FlowMatching:
         return self.sample_from(apply_fn, params, obs, noise, guide=guide, remat=remat, unroll=unroll)
 
 
+@dataclasses.dataclass(frozen=True)
+class Regression:
+    """Deterministic chunk regression: the mode-averaging baseline of Diffusion Policy's comparison.
+
+    The same network predicts the chunk itself from the observation (its
+    noisy-chunk input is zeros and its time 0, so the output depends on the
+    observation only) and is trained by mean squared error,
+    ``E ||f(0, 0, s) - a_{t:t+H}||^2`` (Chi et al. 2023 compare against
+    such an explicit policy, Sec. 4; on bimodal demonstrations its optimum is
+    the conditional *mean* chunk, which can fall between the modes). The
+    sampler API is kept: one "step" (``denoising_steps = 1``) that ignores
+    the noise, so every agent and evaluation runs it unchanged; ``guide`` is
+    added to the output.
+    """
+
+    denoising_steps: int = 1
+
+    def _predict(self, apply_fn: ApplyFn, params, obs, like: jax.Array) -> jax.Array:
+        return apply_fn(params, jnp.zeros_like(like), jnp.zeros((like.shape[0],)), obs)
+
+    def loss(self, apply_fn: ApplyFn, params, obs, chunk, key) -> jax.Array:
+        """``[B]`` squared error of the predicted chunk (``key`` unused)."""
+        del key
+        return jnp.mean((self._predict(apply_fn, params, obs, chunk) - chunk) ** 2, axis=(1, 2))
+
+    def time(self, k: jax.Array) -> jax.Array:
+        return jnp.zeros_like(jnp.asarray(k, jnp.float32))
+
+    def add_noise(self, chunk: jax.Array, k: jax.Array, noise: jax.Array) -> jax.Array:
+        """The network's input is always zeros: returns ``zeros_like(chunk)``."""
+        return jnp.zeros_like(chunk)
+
+    def clean_estimate(self, apply_fn: ApplyFn, params, obs, x, k) -> jax.Array:
+        """The predicted chunk, clipped to ``[-1, 1]`` (``x`` and ``k`` unused)."""
+        return jnp.clip(self._predict(apply_fn, params, obs, x), -1.0, 1.0)
+
+    def step(self, apply_fn: ApplyFn, params, obs, x, k, key=None, guide: GuideFn | None = None) -> jax.Array:
+        """The predicted chunk (unclipped) plus ``guide(x, x_hat, k)`` if given."""
+        out = self._predict(apply_fn, params, obs, x)
+        if guide is not None:
+            out = out + guide(x, jnp.clip(jax.lax.stop_gradient(out), -1.0, 1.0), k)
+        return out
+
+    def sample_from(self, apply_fn: ApplyFn, params, obs, noise, key=None, guide: GuideFn | None = None,
+                    remat: bool = False, unroll: bool = False) -> jax.Array:
+        """The predicted chunk ``[B, H, A]`` in ``[-1, 1]``; ``noise`` only gives the shape."""
+        return _chain(self, apply_fn, params, obs, noise, None, guide, remat, unroll)
+
+    def sample(self, apply_fn: ApplyFn, params, obs, key, horizon: int, action_dim: int,
+               guide: GuideFn | None = None, remat: bool = False, unroll: bool = False) -> jax.Array:
+        """The predicted chunk per observation, ``[B, H, A]`` (``key`` unused: deterministic)."""
+        return self.sample_from(apply_fn, params, obs, jnp.zeros((obs.shape[0], horizon, action_dim)),
+                                guide=guide, remat=remat, unroll=unroll)
+
+
 def denoising_chain(sampler, apply_fn: ApplyFn, params, obs: jax.Array, noise: jax.Array,
                     key: jax.Array | None = None) -> jax.Array:
     """Every intermediate chunk of the reverse chain, for inspection: ``[K + 1, B, H, A]``.
@@ -406,11 +461,11 @@ SCHEDULES = {"squaredcos_cap_v2": cosine_alphas_cumprod, "linear": linear_alphas
              "vp": vp_alphas_cumprod}  # DDPM noise schedules by config name
 
 
-def make_generative(config) -> FlowMatching | DDPM:
-    """Builds the sampler named by ``config.generative`` ('flow' or 'ddpm').
+def make_generative(config) -> FlowMatching | DDPM | Regression:
+    """Builds the sampler named by ``config.generative``: 'flow', 'ddpm' or 'mse' (:class:`Regression`).
 
     Reads ``denoising_steps`` and, for DDPM, ``train_denoising_steps``,
-    ``noise_schedule`` and ``ddim_eta``.
+    ``noise_schedule`` and ``ddim_eta``. 'mse' ignores them (one call, no noise).
 
     Raises:
       ValueError: unknown ``agent.generative`` or invalid step counts.
@@ -422,4 +477,6 @@ def make_generative(config) -> FlowMatching | DDPM:
     if config.generative == "ddpm":
         return DDPM(train_steps=config.train_denoising_steps, denoising_steps=config.denoising_steps,
                     schedule=config.noise_schedule, eta=config.ddim_eta)
-    raise ValueError(f"agent.generative must be 'flow' or 'ddpm', got {config.generative!r}")
+    if config.generative == "mse":
+        return Regression()
+    raise ValueError(f"agent.generative must be 'flow', 'ddpm' or 'mse', got {config.generative!r}")

@@ -116,6 +116,18 @@ def test_expert_success_rate_and_both_modes(expert_episodes):
     assert np.mean(agree) > 0.95, np.mean(agree)
 
 
+def test_mode_classifier_labels_each_side(expert_episodes, vec):
+    """``info['mode']``: the side of the wall a successful expert passed (a sloppy one may switch: 5% slack)."""
+    won = [ep for ep in expert_episodes if ep["success"]]
+    for m in (0, 1):
+        seen = np.array([ep["observed_mode"] for ep in won if ep["mode"] == m])
+        assert len(seen) >= 50 and (seen == m).mean() >= 0.95, (m, seen)
+    # driven straight right from the start: it hits the wall, and the episode has no mode
+    state = _push(vec, [1.0, 0.0], EPISODE_LENGTH)
+    hit = np.asarray(state.info["terminated"] & ~state.info["success"])
+    assert hit.any() and (np.asarray(state.info["mode"])[hit] == -1).all()
+
+
 def test_expert_is_reproducible_from_seed(expert_episodes):
     again = demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=123)  # compiled already
     other = demos.collect_expert_episodes("point_obstacle", num_episodes=400, seed=124)

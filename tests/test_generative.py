@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from networks.denoiser import ChunkMLPDenoiser
-from networks.generative import DDPM, FlowMatching, cosine_alphas_cumprod
-from networks.mlp import MLP, mish
+from networks.generative import DDPM, FlowMatching, Regression, cosine_alphas_cumprod
+from networks.mlp import mish
 
 
 def test_mish_and_its_derivative_match_the_textbook_formula():
@@ -126,17 +126,22 @@ def test_unrolled_chain_equals_the_scanned_one_with_its_gradient(sampler):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_mse_regressor_collapses_to_the_mean():
-    net = MLP((128, 128), 8)
-    params = net.init(jax.random.PRNGKey(1), jnp.zeros((1, 1)))
+def test_mse_regression_baseline_collapses_to_the_mean():
+    """The ``generative='mse'`` BC baseline (:class:`Regression`), same denoiser and data as the
+    test above: it predicts the mean of the two modes, a chunk no demonstration contains."""
+    sampler = Regression()
+    net = ChunkMLPDenoiser(hidden_dims=(128, 128))
     obs = jnp.zeros((256, 1))
-
-    def loss(p, x, k):
-        return jnp.mean((net.apply(p, obs) - x.reshape(256, 8)) ** 2)
-
-    params = _train(loss, params, steps=500)
-    pred = np.asarray(net.apply(params, jnp.zeros((1, 1))))
-    assert np.all(np.abs(pred) < 0.15), pred  # the mean of +0.6 and -0.6, a chunk no demo contains
+    params = net.init(jax.random.PRNGKey(1), jnp.zeros((1, 4, 2)), jnp.zeros((1,)), jnp.zeros((1, 1)))
+    params = _train(lambda p, x, k: sampler.loss(net.apply, p, obs, x, k).mean(), params, steps=500)
+    samples = np.asarray(sampler.sample(net.apply, params, jnp.zeros((8, 1)), jax.random.PRNGKey(2), 4, 2))
+    assert np.all(np.abs(samples) < 0.15), samples[0]
+    np.testing.assert_array_equal(samples[0], samples[-1])  # deterministic: one chunk per observation
+    # the sampler API holds: one "step", the clean estimate is the prediction, noise is ignored
+    x = jax.random.normal(jax.random.PRNGKey(3), (8, 4, 2))
+    np.testing.assert_allclose(sampler.clean_estimate(net.apply, params, jnp.zeros((8, 1)), x, 0), samples,
+                               atol=1e-6)
+    assert sampler.denoising_steps == 1
 
 
 @pytest.mark.parametrize("generative", ["flow", "ddpm"])

@@ -49,6 +49,14 @@ def episodes():
     return demos.collect_expert_episodes("point_maze", num_episodes=256, seed=7)
 
 
+def test_mode_classifier_labels_each_route(episodes):
+    """``info['mode']`` (the half of the maze entered first) equals the expert's route on its successes."""
+    won = [ep for ep in episodes if ep["success"]]
+    for m in (0, 1):
+        seen = np.array([ep["observed_mode"] for ep in won if ep["mode"] == m])
+        assert len(seen) >= 20 and (seen == m).all(), (m, seen)
+
+
 def test_expert_success_modes_and_route(episodes):
     stats = demos.episode_stats(episodes)
     assert abs(stats["success_rate"] - point_maze.EXPERT_SUCCESS) < 0.1, stats

@@ -149,7 +149,8 @@ def expert_rollout(vec):
         state = freeze(state.done == 0, vec.jit_step(state, action), state)
     return {"success": np.asarray(state.info["success"]), "mode": np.asarray(plan["mode"]),
             "length": np.asarray(state.info["steps"]), "obs": np.asarray(state.obs),
-            "truncated": np.asarray(state.info["truncated"]), "pushes": np.stack(pushes, 1)}
+            "truncated": np.asarray(state.info["truncated"]), "pushes": np.stack(pushes, 1),
+            "observed_mode": np.asarray(state.info["mode"])}
 
 
 def test_expert_success_rate_and_both_modes(expert_rollout):
@@ -183,3 +184,21 @@ def test_expert_modes_push_from_different_sides(expert_rollout):
     assert agree.mean() > 0.75, agree.mean()
     # rotation pushes are used too, from both sides of the T (turning either way)
     assert (pushes[(pushes >= 0) & (pushes < 3)].size > 0) and (pushes[(pushes >= 3) & (pushes < 6)].size > 0)
+
+
+def test_mode_classifier_labels_the_first_translation_axis(expert_rollout):
+    """``info['mode']`` names the T-frame axis of the expert's first translation push (pushes 6-7: x, 8-9: y).
+
+    Measured on these 128 episodes: 0.945 agreement on the successes, 5% of them undecided (no
+    translation within 10 deg of the goal angle while turning slower than 0.2 rad/s).
+    """
+    out = expert_rollout
+    pushes, success, seen = out["pushes"], out["success"], out["observed_mode"]
+    translating = pushes >= 6
+    first_axis = (pushes[np.arange(N), np.argmax(translating, axis=1)] - 6) // 2
+    checked = success & translating.any(axis=1) & (seen >= 0)
+    assert checked.sum() >= 0.8 * success.sum()
+    assert (seen[checked] == first_axis[checked]).mean() >= 0.85
+    for m in (0, 1):  # both modes are recognised
+        assert (seen[checked] == m).sum() >= 10
+    assert set(np.unique(seen)) <= {-1, 0, 1}

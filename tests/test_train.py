@@ -117,7 +117,7 @@ def test_two_devices_give_the_one_device_result(smoke_run, tmp_path):
         for k, v in a.items():
             if k in ("phase", "step") or v == "":
                 continue
-            assert float(b[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-5), (a["phase"], a["step"], k)
+            assert float(b[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-5, nan_ok=True), (a["phase"], a["step"], k)
             differ += b[k] != v
     assert differ > 0  # the additions did run in another order: the run was split across the devices
 

@@ -1,0 +1,81 @@
+"""Behaviour cloning alone: pretrain a chunked policy on the demonstrations, evaluate it, stop.
+
+Run (CPU)::
+
+    python launch/train.py --config=configs/bc.py                       # default task, flow + MLP, H = h = 5
+    python launch/train.py --config=configs/bc.py:point_maze,dp         # Diffusion Policy's recipe on the maze
+    python launch/train.py --config=configs/bc.py:point_obstacle,mse    # the mode-averaging regression baseline
+
+Task and size presets are those of every method (``configs/common.py``).
+BC's own presets, combinable (applied left to right):
+
+* ``unet``  the 1D temporal U-Net denoiser with FiLM (``networks/unet.py``),
+  CPU widths 64/128/256, kernel 5;
+* ``h16``   Diffusion Policy's chunk: H = 16 predicted, h = 8 executed;
+* ``ddpm``  DDPM with 100 training steps (cosine schedule), DDIM 10 to sample;
+* ``dp``    all of Diffusion Policy's recipe (Chi et al. 2023): ``unet``,
+  ``h16``, ``ddpm``, AdamW lr 1e-4 (weight decay 1e-6) with 500 warm-up
+  updates and cosine decay over the BC steps, EMA with power 0.75 (ceiling 0.9999);
+* ``mse``   deterministic chunk regression (MSE), the baseline that averages modes;
+* ``ensemble`` evaluate with ACT's temporal ensembling (a query every step,
+  overlapping chunks averaged with weights exp(-0.01 i), oldest first);
+* ``dp_gpu`` Diffusion Policy's full widths (256/512/1024): for a GPU.
+
+The evaluation reports success and the split of the successes over the
+task's modes (``mode_<name>`` in ``summary.json`` and ``metrics.csv``), beside
+the expert's planned split from the dataset card.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from agents import bc
+from configs import common
+
+
+def _unet(c: ml_collections.ConfigDict) -> None:
+    c.agent.actor_network = "unet"
+
+
+def _h16(c: ml_collections.ConfigDict) -> None:
+    c.agent.horizon, c.agent.action_steps = 16, 8
+
+
+def _ddpm(c: ml_collections.ConfigDict) -> None:
+    c.agent.generative, c.agent.train_denoising_steps, c.agent.denoising_steps = "ddpm", 100, 10
+    c.agent.noise_schedule = "squaredcos_cap_v2"
+
+
+def _dp(c: ml_collections.ConfigDict) -> None:
+    _unet(c), _h16(c), _ddpm(c)
+    a = c.agent
+    a.actor_lr, a.actor_weight_decay, a.actor_lr_warmup_steps = 1e-4, 1e-6, 500
+    a.actor_lr_decay_steps = -1  # over the BC steps (pretrain.steps, resolved when the run starts)
+    a.ema_power, a.ema_decay = 0.75, 0.9999
+
+
+def _mse(c: ml_collections.ConfigDict) -> None:
+    c.agent.generative = "mse"
+
+
+def _dp_gpu(c: ml_collections.ConfigDict) -> None:
+    _dp(c)
+    c.agent.unet_down_dims = (256, 512, 1024)
+
+
+def _ensemble(c: ml_collections.ConfigDict) -> None:
+    c.agent.temporal_ensemble = True
+
+
+PRESETS = {"ensemble": _ensemble, "unet": _unet, "h16": _h16, "ddpm": _ddpm, "dp": _dp, "mse": _mse, "dp_gpu": _dp_gpu}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    return common.make("bc", bc.get_config(), arg, "configs/bc.py", presets=PRESETS)
+
+
+def sweep(arg: str | None = None) -> list[dict]:
+    """``python launch/sweep.py --config=configs/bc.py[:preset]``: 3 seeds of the config."""
+    del arg
+    return common.grid({"seed": range(3)})
