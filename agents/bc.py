@@ -1,9 +1,13 @@
 """Behaviour cloning of a chunked flow-matching or diffusion policy.
 
-Diffusion Policy (Chi et al. 2023, arXiv:2303.04137) with an MLP denoiser
-over whole chunks: ``L = E ||eps_theta(x_t, t, s) - eps||^2`` (DDPM) or the
-flow-matching loss ``E ||v_theta(x_t, t, s) - (x1 - x0)||^2`` (Lipman et al.
-2022). Every RL agent starts from this pretrained actor.
+Diffusion Policy (Chi et al. 2023, arXiv:2303.04137): ``L = E ||eps_theta(x_t,
+t, s) - eps||^2`` (DDPM) or the flow-matching loss ``E ||v_theta(x_t, t, s) -
+(x1 - x0)||^2`` (Lipman et al. 2022), with an MLP denoiser over the flattened
+chunk or DP's 1D temporal U-Net (``actor_network``), an observation history
+of ``obs_history`` steps (``T_o``, flattened into the observation by
+:class:`envs.wrappers.ObsHistory`), DP's learning-rate schedule and EMA
+warm-up; ``generative='mse'`` is the deterministic regression baseline.
+Every RL agent starts from this pretrained actor (``configs/bc.py`` runs BC alone).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     """Actor hyperparameters shared by every agent (each RL agent extends this)."""
     c = ml_collections.ConfigDict()
     c.generative = "flow"              # 'flow' (Euler), 'ddpm' (DDPM training, DDIM sampling) or 'mse' (regression baseline)
+    c.obs_history = 1                  # T_o: observations the policy (and critic) sees, the last T_o steps (Diffusion Policy: 2)
     c.horizon = 5                      # H: actions predicted per chunk
     c.action_steps = 5                 # h <= H: actions executed before replanning
     c.temporal_ensemble = False        # evaluation: ACT's temporal ensembling (query every step, average overlapping chunks)

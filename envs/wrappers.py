@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from mujoco_playground._src import mjx_env
 
 
@@ -100,3 +101,69 @@ class VecEnv:
     def reset_done(self, state: mjx_env.State, key: jax.Array) -> mjx_env.State:
         """Replaces every env whose ``done`` is set by a fresh episode (auto-reset)."""
         return select(state.done > 0, self.reset(key), state)
+
+
+class ObsHistory:
+    """Observation history (Diffusion Policy's ``T_o``): the task's last ``history`` observations, flattened.
+
+    Wraps one ``MjxEnv`` (before :class:`VecEnv`). Its ``obs`` is
+    ``[history * O]``: the observations of steps ``t - history + 1 .. t``,
+    oldest first. At reset the window is ``history`` copies of the first
+    observation, so a window never reaches into the previous episode (an
+    auto-reset of :meth:`VecEnv.reset_done` calls ``reset``). Everything
+    downstream (chunk executor, replay buffer, normaliser, networks) sees an
+    ordinary flat observation of size ``history * O``; the demonstrations get
+    the same windows from :func:`stack_history`. Other attributes (model,
+    ``episode_length``, ``MODES``, ...) are the task's.
+
+    Raises:
+      ValueError: ``history < 1``.
+    """
+
+    def __init__(self, env, history: int):
+        if history < 1:
+            raise ValueError(f"agent.obs_history must be >= 1, got {history}")
+        self.env, self.history = env, int(history)
+        self._obs_size = int(env.observation_size)
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    @property
+    def observation_size(self) -> int:
+        return self.history * self._obs_size
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        state = self.env.reset(rng)
+        return state.replace(obs=jnp.tile(state.obs, self.history))
+
+    def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
+        newest = state.obs[-self._obs_size:]
+        nxt = self.env.step(state.replace(obs=newest), action)
+        return nxt.replace(obs=jnp.concatenate([state.obs[self._obs_size:], nxt.obs]))
+
+
+def stack_history(obs, episode_id, history: int):
+    """The demonstrations' observation windows, as :class:`ObsHistory` gives them online.
+
+    Args:
+      obs: ``[N, O]`` observations of consecutive steps, episode after episode
+        (each episode's steps in time order).
+      episode_id: ``[N]`` the episode of each step.
+      history: ``T_o >= 1``.
+
+    Returns:
+      ``[N, T_o * O]`` (NumPy): the step's window, oldest first, padded at its
+      episode's start with the episode's first observation. For ``next_obs``
+      use :func:`next_history`.
+    """
+    obs, episode_id = np.asarray(obs), np.asarray(episode_id)
+    idx = np.arange(len(obs))
+    new_episode = np.r_[True, episode_id[1:] != episode_id[:-1]]
+    start = np.maximum.accumulate(np.where(new_episode, idx, 0))
+    return np.concatenate([obs[np.maximum(idx - lag, start)] for lag in range(history - 1, -1, -1)], axis=-1)
+
+
+def next_history(windows, next_obs):
+    """The window after each step: drop the oldest observation of ``windows [N, T_o O]``, append ``next_obs [N, O]``."""
+    return np.concatenate([np.asarray(windows)[:, np.asarray(next_obs).shape[-1]:], np.asarray(next_obs)], axis=-1)

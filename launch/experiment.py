@@ -31,7 +31,7 @@ import numpy as np
 import envs
 from agents import agent_class
 from agents.bc import BCAgent
-from envs.wrappers import VecEnv
+from envs.wrappers import ObsHistory, VecEnv, next_history, stack_history
 from launch import loops
 from launch.checkpoint import CheckpointMismatchError, Checkpointer, RunState, first_difference, restore
 from launch.data import task_dataset
@@ -198,6 +198,14 @@ def _actor_meta(config, obs_size: int, action_size: int) -> dict:
             "policy_hidden_dims", "value_hidden_dims", "activation", "squash")  # Gaussian PPO
     return {"env": config.env.name, "obs_size": obs_size, "action_size": action_size,
             "agent": {k: config.agent[k] for k in keys if k in config.agent}}
+
+
+def make_task(config):
+    """The run's MJX task: ``envs.make(config.env.name)``, wrapped in
+    :class:`envs.wrappers.ObsHistory` when ``config.agent.obs_history > 1``."""
+    task = envs.make(config.env.name)
+    history = int(config.agent.get("obs_history", 1))
+    return ObsHistory(task, history) if history > 1 else task
 
 
 def evaluation_result(out: dict, log, modes: tuple[str, ...] = ()) -> dict:
@@ -451,7 +459,7 @@ def run(config: ml_collections.ConfigDict, log=print):
       NonFiniteLossError: a loss became NaN/inf (the last good checkpoint stays).
     """
     t_start = time.time()
-    task = envs.make(config.env.name)
+    task = make_task(config)
     validate_config(config, task)
     devices = Devices(config)
     if config.get("compilation_cache", False):
@@ -482,6 +490,11 @@ def run(config: ml_collections.ConfigDict, log=print):
     else:
         steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
                                     config.data_dir, log=log)
+        history = int(config.agent.get("obs_history", 1))
+        if history > 1:  # the windows ObsHistory gives online, padded at each episode's start
+            steps = dict(steps, obs=stack_history(steps["obs"], steps["episode_id"], history))
+            steps["next_obs"] = next_history(steps["obs"], steps["next_obs"])
+            log(f"observation history: the last {history} observations, obs [{obs_size}]")
         for seat in seats:
             with open(os.path.join(seat.run_dir, "dataset_card.json"), "w") as f:
                 json.dump(card, f, indent=2)
@@ -588,7 +601,7 @@ def restore_agent(run_dir: str, config, step: int | None = None):
     Raises:
       FileNotFoundError: no checkpoint; launch.checkpoint.CheckpointMismatchError: another config.
     """
-    task = envs.make(config.env.name)
+    task = make_task(config)
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     AgentClass = agent_class(config.agent_name)
     extra = {"num_envs": config.env.num_envs} if getattr(AgentClass, "ON_POLICY", False) else {}
@@ -651,7 +664,7 @@ def load_run(path: str, step: int | None = None) -> LoadedRun:
         with open(os.path.join(path, "summary.json")) as f:
             summary = json.load(f)
     return LoadedRun(path=path, config=config, agent=agent, normalizer=normalizer,
-                     task=envs.make(config.env.name), summary=summary, step=step)
+                     task=make_task(config), summary=summary, step=step)
 
 
 _STAGE_CODE = {"bc": 0, "offline_rl": 1, "online": 2, "finetuned": 3}  # metrics.csv holds numbers only

@@ -27,6 +27,7 @@ def validate_config(config, task) -> None:
     _require(config.agent_name in AGENTS, "agent_name", f"one of {sorted(AGENTS)}",
              config.agent_name)
     _require(config.get("num_seeds", 1) >= 1, "num_seeds", ">= 1", config.get("num_seeds", 1))
+    _require(a.get("obs_history", 1) >= 1, "agent.obs_history", ">= 1", a.get("obs_history"))
     _require(a.horizon >= 1, "agent.horizon", ">= 1", a.horizon)
     _require(1 <= a.action_steps <= a.horizon, "agent.action_steps", f"in [1, horizon={a.horizon}]",
              a.action_steps)

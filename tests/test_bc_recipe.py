@@ -14,7 +14,7 @@ import pytest
 from agents import bc
 from agents.actor import Actor, actor_learning_rate
 from envs.chunk import ensemble_action, ensemble_weights, rollout_episodes
-from envs.wrappers import VecEnv
+from envs.wrappers import ObsHistory, VecEnv, next_history, stack_history
 from networks.unet import ChunkUNetDenoiser
 
 
@@ -89,10 +89,14 @@ class _Integrator:
 
     observation_size, action_size = 2, 2
 
+    def __init__(self, start_scale: float = 0.0):
+        self.start_scale = start_scale  # > 0: a random start observation per episode
+
     def reset(self, rng):
         from mujoco_playground._src import mjx_env
         zero = jnp.zeros((), jnp.float32)
-        return mjx_env.State(jnp.zeros(2), jnp.zeros(2), zero, zero, {},
+        start = self.start_scale * jax.random.normal(rng, (2,))
+        return mjx_env.State(start, start, zero, zero, {},
                              {"terminated": jnp.zeros((), bool), "success": jnp.zeros((), bool)})
 
     def step(self, state, action):
@@ -142,3 +146,37 @@ def test_dp_learning_rate_warms_up_then_decays_and_ema_power_warms_up():
     leaf = float(jax.tree.leaves(actor.ema_params)[0].ravel()[0])
     expected = np.prod([1 - (1 + n) ** -0.75 for n in range(1, 4)])
     assert leaf == pytest.approx(expected, rel=1e-5)
+
+
+def test_history_windows_of_the_demonstrations_pad_with_the_episode_start():
+    obs = np.array([[1.0], [2.0], [3.0], [10.0], [20.0]])
+    episode_id = np.array([0, 0, 0, 1, 1])
+    windows = stack_history(obs, episode_id, 3)
+    np.testing.assert_array_equal(windows, [[1, 1, 1], [1, 1, 2], [1, 2, 3], [10, 10, 10], [10, 10, 20]])
+    nxt = next_history(windows, np.array([[2.0], [3.0], [4.0], [20.0], [30.0]]))
+    np.testing.assert_array_equal(nxt, [[1, 1, 2], [1, 2, 3], [2, 3, 4], [10, 10, 20], [10, 20, 30]])
+    np.testing.assert_array_equal(stack_history(obs, episode_id, 1), obs)  # T_o = 1: the observations
+
+
+def test_history_env_window_restarts_at_every_episode():
+    """Online windows (ObsHistory under VecEnv's auto-reset) equal the demonstrations' windows of the same
+    observations, and a new episode's window holds only its own first observation."""
+    env = ObsHistory(_Integrator(start_scale=1.0), 3)
+    vec = VecEnv(env, num_envs=2, episode_length=4)
+    assert vec.observation_size == 6
+    state = vec.reset(jax.random.PRNGKey(0))
+    first = np.asarray(state.obs[:, -2:])
+    np.testing.assert_allclose(np.asarray(state.obs), np.tile(first, 3))
+    raw, windows = [first], [np.asarray(state.obs)]
+    for t in range(4):
+        state = vec.step(state, jnp.full((2, 2), 0.1 * (t + 1)))
+        raw.append(np.asarray(state.obs[:, -2:]))
+        windows.append(np.asarray(state.obs))
+    for i in range(2):  # env i: its raw observations 0..4 as one episode
+        expected = stack_history(np.stack([r[i] for r in raw]), np.zeros(5, int), 3)
+        np.testing.assert_allclose(np.stack([w[i] for w in windows]), expected, atol=1e-6)
+    assert (np.asarray(state.done) == 1).all()  # the time limit ended both episodes
+    state = vec.reset_done(state, jax.random.PRNGKey(1))
+    new_first = np.asarray(state.obs[:, -2:])
+    assert not np.allclose(new_first, raw[-1])
+    np.testing.assert_allclose(np.asarray(state.obs), np.tile(new_first, 3))  # nothing of the last episode
