@@ -35,7 +35,7 @@ setup(
         "pandas<3",        # rliable needs arch<8, whose import fails with pandas 3
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "papermill>=2.6", "ipykernel>=6", "nbformat>=5", "wandb>=0.19.10"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "papermill>=2.6", "ipykernel>=6", "nbformat>=5", "wandb>=0.19.10"],
         "wandb": ["wandb>=0.19.10"],  # --config.log.wandb=True
     },
 )
