@@ -92,7 +92,13 @@ def sweep(arg: str | None = None) -> list[dict]:
     ``--sweep=configs/bc.py:study``: the BC study of the README (issue 11): on each task of
     ``STUDY_TASKS``, the 3x512 MLP flow policy with H = 16 / h = 8 at T_o = 1 and 2 and with
     H = h = 5, 3 seeds each, then the MSE baseline on ``point_obstacle``.
+    ``--sweep=configs/bc.py:chunks``: the chunk-length study (``point_maze``, ``pick_place``;
+    H in 1, 4, 8, 16, h = H / 2 and h = H; seed 0).
     """
+    if arg == "chunks":  # chunk length study: H in 1, 4, 8, 16 with h = H / 2 or h = H (seed 0)
+        return [{"config": f"configs/bc.py:{task},wide", "agent.horizon": horizon, "agent.action_steps": steps}
+                for task in ("point_maze", "pick_place") for horizon in (1, 4, 8, 16)
+                for steps in sorted({max(horizon // 2, 1), horizon})]
     if arg != "study":
         return common.grid({"seed": range(3)})
     jobs = []
