@@ -44,15 +44,30 @@ def find_runs(paths: list[str]) -> list[str]:
     return sorted(found)
 
 
-def method_name(run_dir: str) -> str:
-    """The method a run folder holds: its agent, with DQL's one-step variant named EDP."""
+def method_name(run_dir: str, by: tuple[str, ...] = ()) -> str:
+    """The method a run folder holds: its agent, with DQL's one-step variant named EDP.
+
+    ``by`` names dotted config fields (e.g. ``agent.horizon``) whose values
+    are appended, ``bc (horizon=16, obs_history=2)``, so that runs of one agent
+    with different settings form separate rows.
+
+    Raises:
+      ValueError: a field of ``by`` that the run's config does not have.
+    """
     with open(os.path.join(run_dir, "summary.json")) as f:
         agent = json.load(f)["agent"]
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    if agent == "dql" and config["agent"].get("q_action") == "one_step":
-        return "edp"
-    return agent
+    name = "edp" if agent == "dql" and config["agent"].get("q_action") == "one_step" else agent
+    values = []
+    for field in by:
+        node = config
+        for part in field.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"--by: {run_dir}/config.json has no field {field!r}")
+            node = node[part]
+        values.append(f"{field.split('.')[-1]}={node}")
+    return f"{name} ({', '.join(values)})" if values else name
 
 
 def metric_of(task: str) -> str:
@@ -60,8 +75,10 @@ def metric_of(task: str) -> str:
     return "return" if ":" in task else "success"
 
 
-def load(run_dirs: list[str]) -> list[dict]:
-    """One record per run: method, task, seed, metric, BC and final scores, the evaluations, episodes, wall time.
+def load(run_dirs: list[str], by: tuple[str, ...] = ()) -> list[dict]:
+    """One record per run: method, task, seed, metric, BC and final scores, the evaluations, episodes, wall time,
+    and ``modes``: the final evaluation's share of the successes in each of the task's modes
+    (``mode_<name>``; empty for a task without modes). ``by``: see :func:`method_name`.
 
     Raises:
       ValueError: a run folder without a final evaluation (not finished).
@@ -74,7 +91,9 @@ def load(run_dirs: list[str]) -> list[dict]:
             raise ValueError(f"{d}: summary.json has no final evaluation")
         metric = metric_of(s["env"])
         final = s.get("finetuned", s.get("bc"))  # a BC-only run's final evaluation is its BC one
-        records.append({"run_dir": d, "method": method_name(d), "task": s["env"], "seed": s["seed"],
+        records.append({"run_dir": d, "method": method_name(d, by), "task": s["env"], "seed": s["seed"],
+                        "modes": {k[len("mode_"):]: v for k, v in final.items() if k.startswith("mode_")},
+                        "expert_modes": (s.get("dataset") or {}).get("mode_split", {}),
                         "metric": metric, "final": float(final[metric]), "episodes": int(final["episodes"]),
                         "bc": float(s["bc"][metric]) if "bc" in s else None,
                         "evals": s.get("evals", []), "wall_s": s.get("wall_time_s")})
@@ -142,6 +161,29 @@ def table(records: list[dict], reps: int = 2000) -> str:
     return "\n".join(lines)
 
 
+def mode_table(records: list[dict]) -> str:
+    """Per method and task with modes: the mean over runs of each mode's share of the successes (runs
+    without successes left out), beside the expert's planned split (dataset card). '' without modes."""
+    lines = []
+    for method in sorted({r["method"] for r in records}):
+        for task in sorted({r["task"] for r in records}):
+            runs = [r for r in records if r["method"] == method and r["task"] == task and r["modes"]]
+            if not runs:
+                continue
+            names = list(runs[0]["modes"])
+            shares = np.array([[r["modes"][m] for m in names] for r in runs], np.float64)
+            shares = shares[np.isfinite(shares).all(axis=1)]
+            policy = " / ".join(f"{m} {v:.2f}" for m, v in zip(names, shares.mean(0))) if len(shares) else "no successes"
+            least = f"{shares.min():.2f}" if len(shares) else "—"
+            planned = runs[0]["expert_modes"]
+            expert = " / ".join(f"{m} {planned[str(i)]:.2f}" for i, m in enumerate(names) if str(i) in planned)
+            lines.append(f"| {method} | {task} | {len(shares)} of {len(runs)} | {policy} | {least} | {expert} |")
+    if not lines:
+        return ""
+    return "\n".join(["| method | task | runs with successes | modes of the successes (mean over runs) | "
+                      "smallest share in a run | expert's planned split |", "|---|---|---|---|---|---|", *lines])
+
+
 def curves(records: list[dict], path: str, reps: int = 500, xs: tuple[str, ...] = ("env_steps",)) -> None:
     """``path`` (PNG): per task, IQM over a method's runs with its 95% CI band, against each key of ``xs``.
 
@@ -189,6 +231,9 @@ def write(records: list[dict], out: str, reps: int = 2000) -> str:
     """Writes ``results.md``, ``results.csv`` and ``curves.png`` into ``out``; returns the table."""
     os.makedirs(out, exist_ok=True)
     text = table(records, reps)
+    modes = mode_table(records)
+    if modes:
+        text += "\n\n" + modes
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
@@ -208,13 +253,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("paths", nargs="+", help="sweep folders, run folders or folders holding run folders")
     parser.add_argument("--out", default="", help="where results.md/csv and curves.png go (default: first path)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--by", default="", help="comma-separated config fields that split a method into rows, "
+                        "e.g. agent.horizon,agent.obs_history")
     args = parser.parse_args(argv)
     runs = find_runs(args.paths)
     if not runs:
         print(f"no finished run folder (summary.json) under {args.paths}", file=sys.stderr)
         return 1
     out = args.out or args.paths[0]
-    print(write(load(runs), out, args.reps))
+    print(write(load(runs, tuple(f for f in args.by.split(",") if f)), out, args.reps))
     print(f"\n{len(runs)} runs; written to {out}/results.md, results.csv, curves.png")
     return 0
 

@@ -174,3 +174,34 @@ def test_vmap_seeds_groups_only_consecutive_seeds_of_one_config():
         else:  # a lone job runs as it is
             assert config is members[0]["config"]
     assert [len(m) for m, _ in sweep.group_seeds(jobs, max_seeds=1, sweep_dir="S")] == [1] * 6
+
+
+def test_results_split_a_method_by_config_fields_and_tabulate_its_modes(tmp_path):
+    """``results.py --by=agent.horizon``: one row per horizon; the mode table averages each mode's share of the
+    successes over runs, leaving out a run without successes (NaN shares)."""
+    import math
+
+    from launch import results
+
+    def fake_run(name, horizon, seed, success, upper):
+        d = tmp_path / name
+        d.mkdir()
+        lower = math.nan if math.isnan(upper) else 1 - upper
+        final = {"success": success, "episodes": 256, "mode_upper": upper, "mode_lower": lower}
+        (d / "summary.json").write_text(json.dumps({"agent": "bc", "env": "point_maze", "seed": seed, "bc": final,
+                                                    "dataset": {"mode_split": {"0": 0.51, "1": 0.49}}}))
+        (d / "config.json").write_text(json.dumps({"agent": {"horizon": horizon}}))
+
+    fake_run("a", 5, 0, 0.10, 0.2)
+    fake_run("b", 5, 1, 0.0, math.nan)   # no successes: no mode shares
+    fake_run("c", 16, 0, 0.70, 0.4)
+    fake_run("d", 16, 1, 0.60, 0.5)
+    records = results.load(results.find_runs([str(tmp_path)]), by=("agent.horizon",))
+    assert sorted({r["method"] for r in records}) == ["bc (horizon=16)", "bc (horizon=5)"]
+    text = results.table(records, reps=50)
+    assert "| bc (horizon=16) | point_maze | success | 2 |" in text and "| bc (horizon=5) | point_maze | success | 2 |" in text
+    modes = results.mode_table(records)
+    assert "| bc (horizon=16) | point_maze | 2 of 2 | upper 0.45 / lower 0.55 | 0.40 | upper 0.51 / lower 0.49 |" in modes
+    assert "| bc (horizon=5) | point_maze | 1 of 2 | upper 0.20 / lower 0.80 | 0.20 |" in modes
+    with pytest.raises(ValueError, match="agent.no_such_field"):
+        results.load(results.find_runs([str(tmp_path)]), by=("agent.no_such_field",))
