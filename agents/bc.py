@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.ddim_eta = 0.0                   # DDIM stochasticity (0: deterministic)
     c.actor_network = "mlp"            # denoiser: 'mlp' (over the flattened chunk) | 'unet' (1D temporal U-Net, FiLM)
     c.actor_hidden_dims = (256, 256)   # denoiser MLP widths (mlp)
-    c.unet_down_dims = (64, 128, 256)  # U-Net channels per level (unet; Diffusion Policy: 256, 512, 1024)
+    c.unet_down_dims = (32, 64, 128)   # U-Net channels per level (unet; Diffusion Policy: 256, 512, 1024)
     c.unet_kernel_size = 5             # U-Net temporal kernel width (unet)
     c.actor_layer_norm = False         # LayerNorm in the denoiser MLP
     c.actor_activation = "mish"        # denoiser nonlinearity: 'mish' (Diffusion Policy) | 'gelu' | 'relu' | 'silu'

@@ -12,7 +12,7 @@ BC's own presets, combinable (applied left to right):
 * ``wide``  a 3x512 MLP denoiser (the default 2x256 underfits H = 16 chunks:
   on ``point_maze`` 0.676 success against 0.000 after 20k steps, seed 0);
 * ``unet``  the 1D temporal U-Net denoiser with FiLM (``networks/unet.py``),
-  CPU widths 64/128/256, kernel 5;
+  CPU widths 32/64/128 (1.2M parameters, 7 BC updates/s at batch 256 here), kernel 5;
 * ``h16``   Diffusion Policy's chunk: H = 16 predicted, h = 8 executed;
 * ``ddpm``  DDPM with 100 training steps (cosine schedule), DDIM 10 to sample;
 * ``dp``    all of Diffusion Policy's recipe (Chi et al. 2023): ``unet``,

@@ -15,7 +15,7 @@ Convolutions are written as one matrix product over a window of shifted
 copies of the signal (:class:`Conv1D`, "im2col"): XLA's CPU convolutions
 are fast at long lengths but up to 15x slower at the U-Net's short inner
 lengths (a kernel-5, 128-channel convolution at length 4, batch 256: 93 ms
-per gradient against 6 ms as a matmul, this 2-core host). The up-sampling
+per gradient against 6 ms as a matmul, side by side on this 2-core host). The up-sampling
 is a sub-pixel convolution (a width-3 convolution to twice the channels,
 interleaved into twice the length), which can express Diffusion Policy's
 transposed convolution (kernel 4, stride 2) and runs as a matmul too.
@@ -112,7 +112,7 @@ class ChunkUNetDenoiser(nn.Module):
 
     Attributes:
       down_dims: channels per level (Diffusion Policy: 256/512/1024; the CPU
-        preset uses 64/128/256). Each must be divisible by ``groups``.
+        preset uses 32/64/128). Each must be divisible by ``groups``.
       kernel_size: temporal convolution width (5 in Diffusion Policy).
       groups: GroupNorm groups (8).
       time_dim: width of the time embedding (sinusoidal, then a 2-layer MLP
@@ -122,7 +122,7 @@ class ChunkUNetDenoiser(nn.Module):
       ValueError: a width in ``down_dims`` not divisible by ``groups``.
     """
 
-    down_dims: Sequence[int] = (64, 128, 256)
+    down_dims: Sequence[int] = (32, 64, 128)
     kernel_size: int = 5
     groups: int = 8
     time_dim: int = 64
