@@ -81,17 +81,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return common.make("bc", bc.get_config(), arg, "configs/bc.py", presets=PRESETS)
 
 
-STUDY_TASKS = {"point_obstacle": {"data.num_episodes": 1000, "pretrain.steps": 20_000},
-               "point_maze": {}, "pick_place": {}}  # the task presets' budgets: 500 / 1000 demos, 20k BC steps
-STUDY_VARIANTS = (("wide,h16", {}), ("wide,h16", {"agent.obs_history": 2}), ("wide", {}))
+STUDY_BUDGET = {"point_obstacle": {"data.num_episodes": 1000, "pretrain.steps": 20_000}}  # others: the task preset's
+STUDY = (  # (task, presets, extra overrides): the README's BC table, 3 seeds each
+    ("point_maze", "wide,h16", {}), ("point_maze", "wide,h16", {"agent.obs_history": 2}),
+    ("point_obstacle", "wide,h16", {}), ("pick_place", "wide,h16", {}), ("point_obstacle", "wide,h16,mse", {}),
+    ("point_maze", "wide", {}), ("pick_place", "wide,h16", {"agent.obs_history": 2}),
+)
 
 
 def sweep(arg: str | None = None) -> list[dict]:
     """``python launch/sweep.py --config=configs/bc.py[:preset]``: 3 seeds of the config.
 
-    ``--sweep=configs/bc.py:study``: the BC study of the README (issue 11): on each task of
-    ``STUDY_TASKS``, the 3x512 MLP flow policy with H = 16 / h = 8 at T_o = 1 and 2 and with
-    H = h = 5, 3 seeds each, then the MSE baseline on ``point_obstacle``.
+    ``--sweep=configs/bc.py:study``: the BC study of the README (issue 11), the runs of ``STUDY``
+    (the 3x512 MLP flow policy at H = 16 / h = 8 or H = h = 5, T_o 1 or 2, the MSE baseline), 3 seeds each.
     ``--sweep=configs/bc.py:chunks``: the chunk-length study (``point_maze``, ``pick_place``;
     H in 1, 4, 8, 16, h = H / 2 and h = H; seed 0).
     """
@@ -102,9 +104,7 @@ def sweep(arg: str | None = None) -> list[dict]:
     if arg != "study":
         return common.grid({"seed": range(3)})
     jobs = []
-    for task, budget in STUDY_TASKS.items():
-        for variant, extra in STUDY_VARIANTS:
-            jobs += [{"config": f"configs/bc.py:{task},{variant}", "seed": seed, **budget, **extra} for seed in range(3)]
-    jobs += [{"config": "configs/bc.py:point_obstacle,wide,h16,mse", "seed": seed, **STUDY_TASKS["point_obstacle"]}
-             for seed in range(3)]
+    for task, presets, extra in STUDY:
+        jobs += [{"config": f"configs/bc.py:{task},{presets}", "seed": seed, **STUDY_BUDGET.get(task, {}), **extra}
+                 for seed in range(3)]
     return jobs
