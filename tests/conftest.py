@@ -12,18 +12,6 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-_SHARED_RUNS = ("smoke_run", "method_sweep")  # session fixtures made once: their tests share one xdist worker
-
-
-def pytest_collection_modifyitems(config, items):
-    """The suite runs on 2 xdist workers (``pytest.ini``: ``-n 2 --dist loadgroup``; compiling is
-    single-threaded, so a second worker fills the idle core). Tests that read the session's smoke run
-    or method sweep are grouped onto one worker, so each is made once."""
-    for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in _SHARED_RUNS):
-            item.add_marker(pytest.mark.xdist_group("shared_runs"))
-
-
 @pytest.fixture(scope="session")
 def task():
     import envs
