@@ -1,4 +1,9 @@
-"""Shared fixtures: one compiled env and one small dataset for the whole session."""
+"""Shared fixtures: one compiled env, one small dataset, one smoke run and one method sweep per session.
+
+The suite runs on 2 pytest-xdist workers (``pytest.ini``: ``-n 2``; compiling is single-threaded, so
+a second worker fills the idle core). Each worker makes its own session fixtures, so a fixture whose
+tests land on both workers is made twice (xdist's ``loadgroup`` did not group tests under pytest 9.2).
+"""
 
 from __future__ import annotations
 
