@@ -174,11 +174,11 @@ def _rollout_ensembled(env: VecEnv, policy, key: jax.Array, decay: float, discou
         action = ensemble_action(past, state.info["steps"], decay)
         new, steps = execute_chunk(env, state, action[:, None], 1)
         disc_return = disc_return + scale * steps["reward"][:, 0]
-        return (new, past, disc_return, scale * discount), (state.obs, chunk[:, 0])
+        return (new, past, disc_return, scale * discount), state.obs
 
     keys = jax.random.split(k_loop, env.episode_length)
     zeros = jnp.zeros(env.num_envs, jnp.float32)
-    (state, _, disc_return, _), (obs_seq, _) = jax.lax.scan(
+    (state, _, disc_return, _), obs_seq = jax.lax.scan(
         body, (state, past, zeros, jnp.ones((), jnp.float32)), keys)
     # first_chunk: the chunk of the first query (same key as the scan's first step)
     first_chunk = policy(obs_seq[0], keys[0])
