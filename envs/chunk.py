@@ -167,21 +167,22 @@ def _rollout_ensembled(env: VecEnv, policy, key: jax.Array, decay: float, discou
     # past[:, a] is the chunk predicted a steps ago; its action for now is past[:, a, a]
     past = jnp.zeros((env.num_envs, horizon) + chunk_shape.shape[1:], chunk_shape.dtype)
 
-    def body(carry, k):
-        state, past, disc_return, scale = carry
+    def body(carry, xs):
+        state, past, first, disc_return, scale = carry
+        k, t = xs
         chunk = policy(state.obs, k)
+        first = jnp.where(t == 0, chunk, first)                             # the first query's chunk, kept
         past = jnp.concatenate([chunk[:, None], past[:, :-1]], axis=1)
         action = ensemble_action(past, state.info["steps"], decay)
         new, steps = execute_chunk(env, state, action[:, None], 1)
         disc_return = disc_return + scale * steps["reward"][:, 0]
-        return (new, past, disc_return, scale * discount), state.obs
+        return (new, past, first, disc_return, scale * discount), state.obs
 
     keys = jax.random.split(k_loop, env.episode_length)
     zeros = jnp.zeros(env.num_envs, jnp.float32)
-    (state, _, disc_return, _), obs_seq = jax.lax.scan(
-        body, (state, past, zeros, jnp.ones((), jnp.float32)), keys)
-    # first_chunk: the chunk of the first query (same key as the scan's first step)
-    first_chunk = policy(obs_seq[0], keys[0])
+    first = jnp.zeros(chunk_shape.shape, chunk_shape.dtype)
+    (state, _, first_chunk, disc_return, _), obs_seq = jax.lax.scan(
+        body, (state, past, first, zeros, jnp.ones((), jnp.float32)), (keys, jnp.arange(env.episode_length)))
     obs_seq = jnp.concatenate([obs_seq, state.obs[None]], axis=0)
     return {"success": state.info["success"], "return": state.info["episode_return"],
             "discounted_return": disc_return, "length": state.info["steps"], "mode": state.info["mode"],

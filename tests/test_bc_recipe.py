@@ -125,6 +125,18 @@ def test_ensembled_rollout_executes_the_hand_computed_actions():
     np.testing.assert_allclose(np.diff(np.asarray(plain["obs"]), axis=0), np.tile(c[0], (T, 2, 1)), atol=1e-6)
 
 
+def test_ensembled_rollout_reports_the_first_querys_chunk():
+    """``first_chunk`` (the value plots' chunk) is the query at the episode's start, not a later one."""
+    vec = VecEnv(_Integrator(), num_envs=2, episode_length=5)
+
+    def policy(obs, key):  # the chunk moves with the state, so every query differs
+        return jnp.tile(obs[:, None, :], (1, 3, 1)) + 0.1
+
+    out = jax.jit(lambda k: rollout_episodes(vec, policy, k, 1, 1.0, temporal_ensemble=0.2))(jax.random.PRNGKey(1))
+    np.testing.assert_allclose(out["first_chunk"], policy(out["obs"][0], None), atol=1e-6)
+    assert not np.allclose(out["first_chunk"], policy(out["obs"][-2], None))
+
+
 def test_dp_learning_rate_warms_up_then_decays_and_ema_power_warms_up():
     c = ml_collections.ConfigDict({"actor_lr": 1e-4, "actor_lr_warmup_steps": 10, "actor_lr_decay_steps": 110})
     lr = actor_learning_rate(c)
