@@ -86,25 +86,39 @@ STUDY = (  # (task, presets, extra overrides): the README's BC table, 3 seeds ea
     ("point_maze", "wide,h16", {}), ("point_maze", "wide,h16", {"agent.obs_history": 2}),
     ("point_obstacle", "wide,h16", {}), ("pick_place", "wide,h16", {}), ("point_obstacle", "wide,h16,mse", {}),
     ("point_maze", "wide", {}), ("pick_place", "wide,h16", {"agent.obs_history": 2}),
+    ("push_t", "wide,h16", {}), ("pick_place_two", "wide,h16", {}),
 )
+LONGER = (("pick_place", "wide,h16", {"pretrain.steps": 60_000}),)  # the task below the bar at 20k BC steps
 
 
 def sweep(arg: str | None = None) -> list[dict]:
     """``python launch/sweep.py --config=configs/bc.py[:preset]``: 3 seeds of the config.
 
     ``--sweep=configs/bc.py:study``: the BC study of the README (issue 11), the runs of ``STUDY``
-    (the 3x512 MLP flow policy at H = 16 / h = 8 or H = h = 5, T_o 1 or 2, the MSE baseline), 3 seeds each.
+    (the 3x512 MLP flow policy at H = 16 / h = 8 or H = h = 5, T_o 1 or 2, the MSE baseline), 3 seeds each;
+    ``study,<task>,...``: only those tasks' rows.
+    ``--sweep=configs/bc.py:longer``: the rows of ``LONGER`` (more BC steps), 3 seeds each.
     ``--sweep=configs/bc.py:chunks``: the chunk-length study (``point_maze``, ``pick_place``;
     H in 1, 4, 8, 16, h = H / 2 and h = H; seed 0).
+
+    Raises:
+      ValueError: ``study,<task>`` names a task with no row in ``STUDY``.
     """
     if arg == "chunks":  # chunk length study: H in 1, 4, 8, 16 with h = H / 2 or h = H (seed 0)
         return [{"config": f"configs/bc.py:{task},wide", "agent.horizon": horizon, "agent.action_steps": steps}
                 for task in ("point_maze", "pick_place") for horizon in (1, 4, 8, 16)
                 for steps in sorted({max(horizon // 2, 1), horizon})]
-    if arg != "study":
+    name, *tasks = (arg or "").split(",")
+    if name not in ("study", "longer"):
         return common.grid({"seed": range(3)})
+    rows = STUDY if name == "study" else LONGER
+    unknown = sorted(set(tasks) - {task for task, _, _ in rows})
+    if unknown:
+        raise ValueError(f"sweep {arg!r}: no {name} rows for task(s) {unknown}")
     jobs = []
-    for task, presets, extra in STUDY:
+    for task, presets, extra in rows:
+        if tasks and task not in tasks:
+            continue
         jobs += [{"config": f"configs/bc.py:{task},{presets}", "seed": seed, **STUDY_BUDGET.get(task, {}), **extra}
                  for seed in range(3)]
     return jobs

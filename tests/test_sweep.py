@@ -79,6 +79,20 @@ def test_overrides_and_grid_name_bad_fields():
     assert len(jobs) == 6 and {"seed": 2, "agent.eta": 1.0} in jobs
 
 
+def test_bc_study_sweep_selects_tasks_and_every_job_resolves():
+    from configs import bc as bc_config
+    jobs = bc_config.sweep("study,push_t,pick_place_two")
+    tasks = {j["config"].split(":")[1].split(",")[0] for j in jobs}
+    assert tasks == {"push_t", "pick_place_two"} and sorted(j["seed"] for j in jobs) == [0, 0, 1, 1, 2, 2]
+    every = bc_config.sweep("study") + bc_config.sweep("longer") + bc_config.sweep("chunks")
+    assert len(every) == 3 * len(bc_config.STUDY) + 3 * len(bc_config.LONGER) + 14
+    for job in every:  # each job names a preset and fields that exist
+        path, _, preset = job["config"].partition(":")
+        common.apply_overrides(bc_config.get_config(preset), {k: v for k, v in job.items() if k != "config"})
+    with pytest.raises(ValueError, match="mars"):
+        bc_config.sweep("study,mars")
+
+
 def test_local_sweep_runs_skips_finished_jobs_and_tabulates(method_sweep):
     """Four methods' smoke jobs (and two seed pairs) through submitit's local executor; the same command again
     skips them all."""
