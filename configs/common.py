@@ -60,6 +60,7 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c.data = ml_collections.ConfigDict()
     c.data.num_episodes = 200           # scripted-expert demonstrations (few: BC stays well below the expert)
     c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
+    c.data.sloppy_prob = -1.0           # share of sloppy (mostly failing) expert episodes; -1: the task expert's default
     c.pretrain = ml_collections.ConfigDict()
     c.pretrain.steps = 4_000            # BC gradient steps on the demonstrations
     c.pretrain.log_every = 2_000        # BC steps between progress lines

@@ -20,7 +20,8 @@ from envs.wrappers import VecEnv, select
 
 
 def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_length: int | None = None,
-                            batch_size: int | None = None, progress: bool = False) -> list[dict]:
+                            batch_size: int | None = None, progress: bool = False,
+                            sloppy_prob: float | None = None) -> list[dict]:
     """Runs the scripted expert of ``task`` for ``num_episodes`` episodes.
 
     Args:
@@ -31,6 +32,8 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
       batch_size: envs simulated at once; None: the task's ``demo_batch_size``
         (``envs.registry.demo_batch_size``; smaller for contact-rich tasks).
       progress: show a progress bar (episodes collected).
+      sloppy_prob: share of the expert's sloppy episodes (much larger action
+        noise; most of the failures), in [0, 1]; None: the task expert's default.
 
     Returns:
       list of episode dicts: ``obs [T, O]``, ``action [T, A]``, ``reward [T]``,
@@ -39,15 +42,18 @@ def collect_expert_episodes(task: str, num_episodes: int, seed: int, episode_len
       expert's planned mode) and ``observed_mode`` (int32, the task's own
       classification of the episode, ``info['mode']``; -1 undecided).
     """
-    return collect_episodes(task, _ExpertPolicy(registry.expert(task)), num_episodes, seed,
+    kwargs = {} if sloppy_prob is None else {"sloppy_prob": float(sloppy_prob)}
+    return collect_episodes(task, _ExpertPolicy(registry.expert(task, **kwargs), kwargs), num_episodes, seed,
                             episode_length=episode_length, batch_size=batch_size, progress=progress)
 
 
 class _ExpertPolicy:
     """A scripted expert (``init``/``act(plan, obs, key)``) in :func:`collect_episodes`'s interface."""
 
-    def __init__(self, expert):
-        self.expert, self.name = expert, type(expert).__name__
+    def __init__(self, expert, kwargs: dict | None = None):
+        # the name keys the compiled rollout: experts built with other arguments get their own
+        self.expert = expert
+        self.name = type(expert).__name__ + "".join(f"_{k}{v}" for k, v in sorted((kwargs or {}).items()))
 
     def init(self, key: jax.Array) -> dict:
         return self.expert.init(key)
@@ -159,15 +165,20 @@ def episode_stats(episodes: list[dict]) -> dict:
     return stats
 
 
-def dataset_name(task: str, num_episodes: int, seed: int) -> str:
+def dataset_name(task: str, num_episodes: int, seed: int, sloppy_prob: float | None = None) -> str:
     """Canonical name of a task's dataset, e.g. ``point_obstacle_n1000_s0``
-    (``playground:CheetahRun`` -> ``playground_CheetahRun_n1000_s0``)."""
-    return f"{task.replace(':', '_')}_n{num_episodes}_s{seed}"
+    (``playground:CheetahRun`` -> ``playground_CheetahRun_n1000_s0``; an expert with
+    another share of sloppy episodes: ``point_obstacle_n1000_s0_sloppy0.5``)."""
+    name = f"{task.replace(':', '_')}_n{num_episodes}_s{seed}"
+    return name if sloppy_prob is None else f"{name}_sloppy{float(sloppy_prob):g}"
 
 
 def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print,
-                   progress: bool = True) -> tuple[dict, dict]:
+                   progress: bool = True, sloppy_prob: float | None = None) -> tuple[dict, dict]:
     """Loads the expert dataset of ``task`` from ``data_dir``, building it first if missing or corrupt.
+
+    ``sloppy_prob``: the expert's share of sloppy episodes (None: its default;
+    see :func:`collect_expert_episodes`); it is part of the dataset's name.
 
     Returns:
       ``(steps, card)``: flat steps (``obs [N, O]``, ``action [N, A]``,
@@ -178,15 +189,20 @@ def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=p
     Raises:
       envs.dataset.DatasetMismatchError: the stored dataset's obs/action size
         does not match the task.
+      ValueError: ``sloppy_prob`` outside [0, 1].
     """
+    if sloppy_prob is not None and not 0.0 <= sloppy_prob <= 1.0:
+        raise ValueError(f"data.sloppy_prob must be in [0, 1] (or -1 for the expert's default), got {sloppy_prob}")
     env = registry.make(task)
-    name = dataset_name(task, num_episodes, seed)
+    name = dataset_name(task, num_episodes, seed, sloppy_prob)
+    expert = registry.expert(task)
 
     def episodes_fn():
         log(f"building dataset {name}: {num_episodes} scripted-expert episodes (seed {seed})")
-        return collect_expert_episodes(task, num_episodes, seed, progress=progress)
+        return collect_expert_episodes(task, num_episodes, seed, progress=progress, sloppy_prob=sloppy_prob)
 
-    metadata = {"task": task, "seed": seed, "expert": type(registry.expert(task)).__name__,
+    metadata = {"task": task, "seed": seed, "expert": type(expert).__name__,
+                "sloppy_prob": float(expert.sloppy_prob if sloppy_prob is None else sloppy_prob),
                 "episode_length_limit": env.episode_length, "env_steps_per_s": registry.throughput(task)}
     return dataset_lib.load_or_build(
         name, _StatsEpisodes(episodes_fn, metadata), obs_size=int(env.observation_size),

@@ -34,7 +34,7 @@ from agents.bc import BCAgent
 from envs.wrappers import ObsHistory, VecEnv, next_history, stack_history
 from launch import loops
 from launch.checkpoint import CheckpointMismatchError, Checkpointer, RunState, first_difference, restore
-from launch.data import task_dataset
+from launch.data import sloppy_prob, task_dataset
 from launch.logger import Logger, format_line
 from launch.validate import validate_config
 from replay.buffer import ReplayBuffer
@@ -489,7 +489,7 @@ def run(config: ml_collections.ConfigDict, log=print):
         log(f"{config.agent_name} starts from scratch: no demonstrations, no BC pretraining")
     else:
         steps, card = task_dataset(config.env.name, config.data.num_episodes, config.data.seed,
-                                    config.data_dir, log=log)
+                                    config.data_dir, log=log, sloppy_prob=sloppy_prob(config))
         history = int(config.agent.get("obs_history", 1))
         if history > 1:  # the windows ObsHistory gives online, padded at each episode's start
             steps = dict(steps, obs=stack_history(steps["obs"], steps["episode_id"], history))

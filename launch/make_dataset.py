@@ -9,7 +9,8 @@
   demonstrations (:func:`launch.policy_demos.ppo_dataset`).
 
 The dataset lands in ``<data_dir>/<task>_n<num_episodes>_s<seed>/`` (with
-``:`` -> ``_`` and ``_ppo`` before ``_n`` for Playground tasks; the name
+``:`` -> ``_`` and ``_ppo`` before ``_n`` for Playground tasks, and
+``_sloppy<p>`` at the end with ``--sloppy_prob=p``; the name
 ``launch/train.py`` looks for, so a training run with the same
 ``data.num_episodes`` and ``data.seed`` finds it; ``train.py`` also builds a
 missing dataset itself). An existing, intact dataset is loaded, not rebuilt;
@@ -32,6 +33,8 @@ _TASK = flags.DEFINE_string("task", "point_obstacle", "registered task, or playg
 _NUM = flags.DEFINE_integer("num_episodes", 1000, "episodes to collect")
 _SEED = flags.DEFINE_integer("seed", 0, "dataset seed (same seed, same episodes)")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data", "datasets directory")
+_SLOPPY = flags.DEFINE_float("sloppy_prob", -1.0, "share of sloppy expert episodes (-1: the expert's default); "
+                             "like train.py's --config.data.sloppy_prob")
 _REBUILD = flags.DEFINE_bool("rebuild", False, "delete an existing dataset of that name first")
 
 
@@ -41,13 +44,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from launch.data import dataset_name, task_dataset
 
-    name = dataset_name(_TASK.value, _NUM.value, _SEED.value)
+    sloppy = None if _SLOPPY.value == -1.0 else _SLOPPY.value
+    name = dataset_name(_TASK.value, _NUM.value, _SEED.value, sloppy)
     path = os.path.join(_DATA_DIR.value, name)
     if _REBUILD.value and os.path.isdir(path):
         print(f"--rebuild: deleting {path}")
         shutil.rmtree(path)
     steps, card = task_dataset(_TASK.value, _NUM.value, _SEED.value, _DATA_DIR.value,
-                        log=lambda m: print(m, flush=True))
+                               log=lambda m: print(m, flush=True), sloppy_prob=sloppy)
     print(f"dataset {path}: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps")
     print(json.dumps(card, indent=2))
 

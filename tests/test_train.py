@@ -232,6 +232,7 @@ def _smoke_config(tmp_path, data_dir=None):
     ("online.offline_ratio", 1.5, "online.offline_ratio"),
     ("agent.selection", "median", "agent.selection"),  # an agent's own field, checked before any work
     ("agent.actor_activation", "sigmoid", "agent.actor_activation"),
+    ("data.sloppy_prob", 1.2, "data.sloppy_prob"),
 ])
 def test_bad_values_fail_before_any_work(tmp_path, field, value, match):
     c = _smoke_config(tmp_path)
