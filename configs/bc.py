@@ -14,6 +14,8 @@ BC's own presets, combinable (applied left to right):
 * ``unet``  the 1D temporal U-Net denoiser with FiLM (``networks/unet.py``),
   CPU widths 32/64/128 (1.2M parameters, 7 BC updates/s at batch 256 here), kernel 5;
 * ``h16``   Diffusion Policy's chunk: H = 16 predicted, h = 8 executed;
+* ``h4``    a short chunk: H = 4 predicted, h = 2 executed (the chunk-length
+  study's best on ``pick_place``, where H = 16 loses a third of the successes);
 * ``ddpm``  DDPM with 100 training steps (cosine schedule), DDIM 10 to sample;
 * ``dp``    all of Diffusion Policy's recipe (Chi et al. 2023): ``unet``,
   ``h16``, ``ddpm``, AdamW lr 1e-4 (weight decay 1e-6) with 500 warm-up
@@ -48,6 +50,10 @@ def _h16(c: ml_collections.ConfigDict) -> None:
     c.agent.horizon, c.agent.action_steps = 16, 8
 
 
+def _h4(c: ml_collections.ConfigDict) -> None:
+    c.agent.horizon, c.agent.action_steps = 4, 2
+
+
 def _ddpm(c: ml_collections.ConfigDict) -> None:
     c.agent.generative, c.agent.train_denoising_steps, c.agent.denoising_steps = "ddpm", 100, 10
     c.agent.noise_schedule = "squaredcos_cap_v2"
@@ -74,7 +80,7 @@ def _ensemble(c: ml_collections.ConfigDict) -> None:
     c.agent.temporal_ensemble = True
 
 
-PRESETS = {"wide": _wide, "ensemble": _ensemble, "unet": _unet, "h16": _h16, "ddpm": _ddpm, "dp": _dp, "mse": _mse, "dp_gpu": _dp_gpu}
+PRESETS = {"wide": _wide, "ensemble": _ensemble, "unet": _unet, "h16": _h16, "h4": _h4, "ddpm": _ddpm, "dp": _dp, "mse": _mse, "dp_gpu": _dp_gpu}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -86,9 +92,8 @@ STUDY = (  # (task, presets, extra overrides): the README's BC table, 3 seeds ea
     ("point_maze", "wide,h16", {}), ("point_maze", "wide,h16", {"agent.obs_history": 2}),
     ("point_obstacle", "wide,h16", {}), ("pick_place", "wide,h16", {}), ("point_obstacle", "wide,h16,mse", {}),
     ("point_maze", "wide", {}), ("pick_place", "wide,h16", {"agent.obs_history": 2}),
-    ("push_t", "wide,h16", {}), ("pick_place_two", "wide,h16", {}),
+    ("pick_place", "wide,h4", {}), ("push_t", "wide,h4", {}), ("pick_place_two", "wide,h4", {}),
 )
-LONGER = (("pick_place", "wide,h16", {"pretrain.steps": 60_000}),)  # the task below the bar at 20k BC steps
 
 
 def sweep(arg: str | None = None) -> list[dict]:
@@ -96,28 +101,31 @@ def sweep(arg: str | None = None) -> list[dict]:
 
     ``--sweep=configs/bc.py:study``: the BC study of the README (issue 11), the runs of ``STUDY``
     (the 3x512 MLP flow policy at H = 16 / h = 8 or H = h = 5, T_o 1 or 2, the MSE baseline), 3 seeds each;
-    ``study,<task>,...``: only those tasks' rows.
-    ``--sweep=configs/bc.py:longer``: the rows of ``LONGER`` (more BC steps), 3 seeds each.
+    ``study,<token>,...``: only the rows whose task or one of whose presets is a token
+    (``study,push_t``: push_t's rows; ``study,h4``: the H = 4 / h = 2 rows).
     ``--sweep=configs/bc.py:chunks``: the chunk-length study (``point_maze``, ``pick_place``;
     H in 1, 4, 8, 16, h = H / 2 and h = H; seed 0).
 
     Raises:
-      ValueError: ``study,<task>`` names a task with no row in ``STUDY``.
+      ValueError: ``study,<token>`` names neither a task nor a preset of a ``STUDY`` row.
     """
     if arg == "chunks":  # chunk length study: H in 1, 4, 8, 16 with h = H / 2 or h = H (seed 0)
         return [{"config": f"configs/bc.py:{task},wide", "agent.horizon": horizon, "agent.action_steps": steps}
                 for task in ("point_maze", "pick_place") for horizon in (1, 4, 8, 16)
                 for steps in sorted({max(horizon // 2, 1), horizon})]
-    name, *tasks = (arg or "").split(",")
-    if name not in ("study", "longer"):
+    name, *tokens = (arg or "").split(",")
+    if name != "study":
         return common.grid({"seed": range(3)})
-    rows = STUDY if name == "study" else LONGER
-    unknown = sorted(set(tasks) - {task for task, _, _ in rows})
+
+    def chosen(task, presets):  # a token names a task or one of the row's presets
+        return not tokens or task in tokens or any(p in tokens for p in presets.split(","))
+
+    unknown = sorted(t for t in tokens if not any(t == task or t in presets.split(",") for task, presets, _ in STUDY))
     if unknown:
-        raise ValueError(f"sweep {arg!r}: no {name} rows for task(s) {unknown}")
+        raise ValueError(f"sweep {arg!r}: no study rows for task or preset {unknown}")
     jobs = []
-    for task, presets, extra in rows:
-        if tasks and task not in tasks:
+    for task, presets, extra in STUDY:
+        if not chosen(task, presets):
             continue
         jobs += [{"config": f"configs/bc.py:{task},{presets}", "seed": seed, **STUDY_BUDGET.get(task, {}), **extra}
                  for seed in range(3)]

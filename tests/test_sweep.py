@@ -84,8 +84,11 @@ def test_bc_study_sweep_selects_tasks_and_every_job_resolves():
     jobs = bc_config.sweep("study,push_t,pick_place_two")
     tasks = {j["config"].split(":")[1].split(",")[0] for j in jobs}
     assert tasks == {"push_t", "pick_place_two"} and sorted(j["seed"] for j in jobs) == [0, 0, 1, 1, 2, 2]
-    every = bc_config.sweep("study") + bc_config.sweep("longer") + bc_config.sweep("chunks")
-    assert len(every) == 3 * len(bc_config.STUDY) + 3 * len(bc_config.LONGER) + 14
+    short = bc_config.sweep("study,h4")  # by preset: only the rows with h4
+    assert short and all("h4" in j["config"].split(":")[1].split(",") for j in short)
+    assert len(short) < len(bc_config.sweep("study"))
+    every = bc_config.sweep("study") + bc_config.sweep("chunks")
+    assert len(every) == 3 * len(bc_config.STUDY) + 14
     for job in every:  # each job names a preset and fields that exist
         path, _, preset = job["config"].partition(":")
         common.apply_overrides(bc_config.get_config(preset), {k: v for k, v in job.items() if k != "config"})
