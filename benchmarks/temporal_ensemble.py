@@ -11,7 +11,12 @@ key), with:
 * temporal ensembling with each decay ``m`` of ``--decays``: a chunk every
   step, the overlapping chunks' actions for now averaged with weights
   ``exp(-m i)``, the oldest first (Zhao et al. 2023, ACT;
-  :func:`envs.chunk.ensemble_weights`).
+  :func:`envs.chunk.ensemble_weights`);
+* with ``--fixed_noise``, every rule with the sampler's noise fixed for the
+  whole episode (the same key at every query), which makes the policy a
+  deterministic map from observation to chunk, as ACT's is at test time:
+  consecutive chunks then come from the same mode instead of independent
+  draws.
 
 Prints a Markdown table: success (with its standard error), the modes of the
 successes, and the evaluation's wall time (compile included).
@@ -30,13 +35,14 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import envs  # noqa: E402
-from envs.base import VecEnv  # noqa: E402
-from launch import loops  # noqa: E402
+from envs.wrappers import VecEnv  # noqa: E402
+from envs.chunk import rollout_episodes  # noqa: E402
 from launch.experiment import evaluation_result, load_run  # noqa: E402
 
 flags.DEFINE_string("decays", "0.01", "comma-separated ensembling decays m (ACT: 0.01)")
 flags.DEFINE_integer("episodes", 256, "evaluation episodes per execution rule")
 flags.DEFINE_integer("seed", 0, "evaluation key")
+flags.DEFINE_bool("fixed_noise", False, "fix the sampler's noise for the whole episode in every rule")
 FLAGS = flags.FLAGS
 
 
@@ -54,15 +60,30 @@ def main(argv):
         rules = [(f"h = {cfg.agent.action_steps} open loop", cfg.agent.action_steps, None),
                  ("h = 1 (receding)", 1, None)]
         rules += [(f"ensemble m = {m}", 1, float(m)) for m in FLAGS.decays.split(",")]
+        fixed = FLAGS.fixed_noise
         for label, steps, decay in rules:
+            label += ", fixed noise" if fixed else ""
             t0 = time.time()
-            fn = loops.make_evaluate(env, run.normalizer, steps, cfg.agent.discount, temporal_ensemble=decay)
-            out = jax.tree.map(np.asarray, fn(run.agent, jax.random.PRNGKey(FLAGS.seed)))
+            out = jax.tree.map(np.asarray, _evaluate(run, env, steps, decay, fixed))
             result = evaluation_result(out, lambda line: None, names)
             modes = " / ".join(f"{n} {result[f'mode_{n}']:.2f}" for n in names)
             print(f"| {os.path.basename(os.path.normpath(path))} | {cfg.env.name} | {cfg.agent.horizon} | {label} "
                   f"| {result['success']:.3f} +- {result['success_stderr']:.3f} | {modes} "
                   f"| {time.time() - t0:.0f} |", flush=True)
+
+
+def _evaluate(run, env, action_steps: int, decay, fixed: bool) -> dict:
+    """One evaluation of ``run``'s agent (its normaliser) over ``env``'s episodes; per-episode arrays."""
+    agent, norm = run.agent, run.normalizer
+    key = jax.random.PRNGKey(FLAGS.seed)
+    k_fixed = jax.random.fold_in(key, 7)
+
+    def policy(obs, k):
+        k = k_fixed if fixed else k  # fixed: one noise draw serves every query of the episode
+        return norm.unnormalize_action(agent.sample_actions(norm.obs(obs), k))
+
+    fn = jax.jit(lambda k: rollout_episodes(env, policy, k, action_steps, run.config.agent.discount, decay))
+    return fn(key)
 
 
 if __name__ == "__main__":

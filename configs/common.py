@@ -8,9 +8,13 @@ Presets after the colon, comma-separated, applied left to right: a task
 preset (``TASKS`` below: the task, its time limit and a data/online budget)
 and/or a size preset (``SIZES``):
 
-* (none)   CPU-sized default on ``point_obstacle`` with 200 demonstrations, so
-           that BC, offline RL and online RL are clearly apart (README:
-           "The default main job" has the 5-seed figures and why);
+* (none)   CPU-sized default on ``point_obstacle`` with 1000 demonstrations of
+           mixed quality (half of them sloppy), so that BC, offline RL and
+           online RL are clearly apart (README: "The default main job" has
+           the 5-seed figures and why);
+* ``few_demos`` the earlier default (200 demonstrations of the expert's own
+           quality, 4000 BC steps), with which the README's method tables
+           were measured;
 * ``smoke``  tiny sizes for tests (about a minute, mostly compile time);
 * ``paper``  Q-chunking paper sizes (4x512 actor and critic, N=32 in acting and
            target, batch 256, UTD 1): for a GPU.
@@ -58,12 +62,12 @@ def make(agent_name: str, agent: ml_collections.ConfigDict, arg: str | None, fil
     c.env.num_eval_episodes = 256       # episodes per evaluation (vectorized, one each)
     c.env.num_video_episodes = 2        # rendered evaluation episodes saved at the end (0: none)
     c.data = ml_collections.ConfigDict()
-    c.data.num_episodes = 200           # scripted-expert demonstrations (few: BC stays well below the expert)
+    c.data.num_episodes = 1000          # scripted-expert demonstrations
     c.data.seed = 0                     # dataset seed (kept apart from c.seed: same data across seeds)
-    c.data.sloppy_prob = -1.0           # share of sloppy (mostly failing) expert episodes; -1: the task expert's default
+    c.data.sloppy_prob = 0.5            # share of sloppy (mostly failing) expert episodes; -1: the task expert's default
     c.pretrain = ml_collections.ConfigDict()
-    c.pretrain.steps = 4_000            # BC gradient steps on the demonstrations
-    c.pretrain.log_every = 2_000        # BC steps between progress lines
+    c.pretrain.steps = 12_000           # BC gradient steps on the demonstrations
+    c.pretrain.log_every = 4_000        # BC steps between progress lines
     c.offline = ml_collections.ConfigDict()
     c.offline.steps = 1_000             # agent updates on demonstrations only, before going online
     c.offline.log_every = 500           # offline updates between progress lines
@@ -179,13 +183,17 @@ def grid(fields: dict) -> list[dict]:
     keys = list(fields)
     return [dict(zip(keys, values)) for values in itertools.product(*(list(fields[k]) for k in keys))]
 
-# The budget the other task presets keep (the first default's: more data, BC and offline updates).
-_LONG = {"pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000, "online.utd_ratio": 0.25,
-         "online.eval_every": 100, "online.env_steps": 128_000}
+# The budget the other task presets keep (the first default's: more data, BC and offline updates; the expert's
+# own share of sloppy episodes).
+_LONG = {"data.sloppy_prob": -1.0, "pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000,
+         "online.utd_ratio": 0.25, "online.eval_every": 100, "online.env_steps": 128_000}
 
 # Task presets: the task, its time limit and a data/online budget sized for the 2-core CPU.
 TASKS = {
     "point_obstacle": {"env.name": "point_obstacle", "env.episode_length": 100},
+    # the default before issue 7's data-quality change: 200 demonstrations at the expert's own quality
+    "few_demos": {"env.name": "point_obstacle", "env.episode_length": 100, "data.num_episodes": 200,
+                  "data.sloppy_prob": -1.0, "pretrain.steps": 4_000, "pretrain.log_every": 2_000},
     "point_maze": {**_LONG, "env.name": "point_maze", "env.episode_length": 400, "data.num_episodes": 500,
                    "online.env_steps": 256_000, "online.buffer_capacity": 640_000},
     "push_t": {**_LONG, "env.name": "push_t", "env.episode_length": 200, "data.num_episodes": 1000},

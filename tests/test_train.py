@@ -258,17 +258,18 @@ def test_dataset_that_does_not_fit_the_task_is_refused(tmp_path):
     import numpy as np
 
     from envs.dataset import DatasetMismatchError, build_dataset
-    from envs.demos import dataset_name
+    from launch.data import dataset_name, sloppy_prob
 
     data_dir = str(tmp_path / "data")
     episode = {"obs": np.zeros((3, 7), np.float32), "action": np.zeros((3, 2), np.float32),
                "reward": np.zeros(3, np.float32), "next_obs": np.zeros((3, 7), np.float32),
                "terminated": np.array([0, 0, 1], bool), "truncated": np.zeros(3, bool),
                "success": True, "mode": np.int32(0)}
-    name = dataset_name("point_obstacle", 40, 0)
+    c = _smoke_config(tmp_path, data_dir)
+    name = dataset_name(c.env.name, c.data.num_episodes, c.data.seed, sloppy_prob(c))
     build_dataset(name, lambda: [episode], obs_size=7, action_size=2, data_dir=data_dir)
     with pytest.raises(DatasetMismatchError, match="obs"):
-        run(_smoke_config(tmp_path, data_dir), log=lambda *_: None)
+        run(c, log=lambda *_: None)
     assert os.path.isdir(os.path.join(data_dir, name))  # the user's data is left alone
 
 
