@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import envs  # noqa: E402
 from envs.wrappers import VecEnv  # noqa: E402
-from envs.chunk import rollout_episodes  # noqa: E402
 from launch.experiment import evaluation_result, load_run  # noqa: E402
+from launch.loops import make_evaluate  # noqa: E402
 
 flags.DEFINE_string("decays", "0.01", "comma-separated ensembling decays m (ACT: 0.01)")
 flags.DEFINE_integer("episodes", 256, "evaluation episodes per execution rule")
@@ -64,26 +64,14 @@ def main(argv):
         for label, steps, decay in rules:
             label += ", fixed noise" if fixed else ""
             t0 = time.time()
-            out = jax.tree.map(np.asarray, _evaluate(run, env, steps, decay, fixed))
+            evaluate = make_evaluate(env, run.normalizer, steps, cfg.agent.discount, temporal_ensemble=decay,
+                                     fixed_noise=fixed)
+            out = jax.tree.map(np.asarray, evaluate(run.agent, jax.random.PRNGKey(FLAGS.seed)))
             result = evaluation_result(out, lambda line: None, names)
             modes = " / ".join(f"{n} {result[f'mode_{n}']:.2f}" for n in names)
             print(f"| {os.path.basename(os.path.normpath(path))} | {cfg.env.name} | {cfg.agent.horizon} | {label} "
                   f"| {result['success']:.3f} +- {result['success_stderr']:.3f} | {modes} "
                   f"| {time.time() - t0:.0f} |", flush=True)
-
-
-def _evaluate(run, env, action_steps: int, decay, fixed: bool) -> dict:
-    """One evaluation of ``run``'s agent (its normaliser) over ``env``'s episodes; per-episode arrays."""
-    agent, norm = run.agent, run.normalizer
-    key = jax.random.PRNGKey(FLAGS.seed)
-    k_fixed = jax.random.fold_in(key, 7)
-
-    def policy(obs, k):
-        k = k_fixed if fixed else k  # fixed: one noise draw serves every query of the episode
-        return norm.unnormalize_action(agent.sample_actions(norm.obs(obs), k))
-
-    fn = jax.jit(lambda k: rollout_episodes(env, policy, k, action_steps, run.config.agent.discount, decay))
-    return fn(key)
 
 
 if __name__ == "__main__":

@@ -117,15 +117,13 @@ def sweep(arg: str | None = None) -> list[dict]:
     if name != "study":
         return common.grid({"seed": range(3)})
 
-    def chosen(task, presets):  # a token names a task or one of the row's presets
-        return not tokens or task in tokens or any(p in tokens for p in presets.split(","))
-
-    unknown = sorted(t for t in tokens if not any(t == task or t in presets.split(",") for task, presets, _ in STUDY))
+    names = [{task, *presets.split(",")} for task, presets, _ in STUDY]  # what a token may name, per row
+    unknown = sorted(set(tokens).difference(*names))
     if unknown:
         raise ValueError(f"sweep {arg!r}: no study rows for task or preset {unknown}")
     jobs = []
-    for task, presets, extra in STUDY:
-        if not chosen(task, presets):
+    for (task, presets, extra), row_names in zip(STUDY, names):
+        if tokens and not row_names.intersection(tokens):
             continue
         jobs += [{"config": f"configs/bc.py:{task},{presets}", "seed": seed, **STUDY_BUDGET.get(task, {}), **extra}
                  for seed in range(3)]

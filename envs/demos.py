@@ -173,6 +173,12 @@ def dataset_name(task: str, num_episodes: int, seed: int, sloppy_prob: float | N
     return name if sloppy_prob is None else f"{name}_sloppy{float(sloppy_prob):g}"
 
 
+def check_sloppy_prob(sloppy_prob: float | None) -> None:
+    """Raises ValueError (naming ``data.sloppy_prob``) unless ``sloppy_prob`` is None or in [0, 1]."""
+    if sloppy_prob is not None and not 0.0 <= sloppy_prob <= 1.0:
+        raise ValueError(f"data.sloppy_prob must be in [0, 1] (or -1 for the expert's default), got {sloppy_prob}")
+
+
 def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=print,
                    progress: bool = True, sloppy_prob: float | None = None) -> tuple[dict, dict]:
     """Loads the expert dataset of ``task`` from ``data_dir``, building it first if missing or corrupt.
@@ -191,8 +197,7 @@ def expert_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=p
         does not match the task.
       ValueError: ``sloppy_prob`` outside [0, 1].
     """
-    if sloppy_prob is not None and not 0.0 <= sloppy_prob <= 1.0:
-        raise ValueError(f"data.sloppy_prob must be in [0, 1] (or -1 for the expert's default), got {sloppy_prob}")
+    check_sloppy_prob(sloppy_prob)
     env = registry.make(task)
     name = dataset_name(task, num_episodes, seed, sloppy_prob)
     expert = registry.expert(task)

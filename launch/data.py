@@ -35,16 +35,26 @@ def task_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=pri
         or given for a ``playground:`` task.
       envs.dataset.DatasetMismatchError: a stored dataset does not fit the task.
     """
+    check_sloppy_prob(task, sloppy_prob)
     if registry.is_playground(task):
-        if sloppy_prob is not None:
-            raise ValueError(f"data.sloppy_prob: {task!r} has no scripted expert (its data come from PPO); "
-                             f"leave it at -1")
         from launch.policy_demos import ppo_dataset
         return ppo_dataset(task, num_episodes, seed, data_dir, log=log)
     return expert_dataset(task, num_episodes, seed, data_dir, log=log, sloppy_prob=sloppy_prob)
 
 
+def check_sloppy_prob(task: str, sloppy_prob: float | None) -> None:
+    """Raises ValueError (naming ``data.sloppy_prob``) unless ``sloppy_prob`` is None, or in [0, 1] for a scripted expert."""
+    demos.check_sloppy_prob(sloppy_prob)
+    if sloppy_prob is not None and registry.is_playground(task):
+        raise ValueError(f"data.sloppy_prob: {task!r} has no scripted expert (its data come from PPO); "
+                         f"leave it at -1")
+
+
+def sloppy_arg(value: float) -> float | None:
+    """A ``sloppy_prob`` flag or config value as :func:`task_dataset` takes it: -1 -> None (the expert's default)."""
+    return None if float(value) == -1.0 else float(value)
+
+
 def sloppy_prob(config) -> float | None:
     """``config.data.sloppy_prob`` as :func:`task_dataset` takes it (-1 or absent: None, the expert's default)."""
-    value = float(config.data.get("sloppy_prob", -1.0))
-    return None if value == -1.0 else value
+    return sloppy_arg(config.data.get("sloppy_prob", -1.0))

@@ -186,7 +186,8 @@ def make_onpolicy_iterations(env: VecEnv, normalizer: Normalizer, *, rollout_len
 
 
 def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discount: float = 1.0,
-                  vmap_seeds: bool = False, temporal_ensemble: float | None = None) -> Callable:
+                  vmap_seeds: bool = False, temporal_ensemble: float | None = None,
+                  fixed_noise: bool = False) -> Callable:
     """``fn(agent, key) -> dict`` of ``[num_eval_episodes]`` arrays, one episode per env.
 
     Fields: ``success``, ``return``, ``length``, ``mode`` (the task's mode
@@ -200,10 +201,16 @@ def make_evaluate(env: VecEnv, normalizer: Normalizer, action_steps: int, discou
     carry a leading seed axis. ``temporal_ensemble = m``: ACT's execution
     (a query every step, overlapping chunks averaged with
     :func:`envs.chunk.ensemble_weights`) instead of ``action_steps`` per chunk.
+    ``fixed_noise``: the sampler's noise is drawn once per episode (the same
+    key at every query), which makes the policy a deterministic map from
+    observation to chunk (``benchmarks/temporal_ensemble.py --fixed_noise``).
     """
 
     def fn(agent, key):
+        k_fixed = jax.random.fold_in(key, 7)
+
         def policy(obs, k):
+            k = k_fixed if fixed_noise else k
             return normalizer.unnormalize_action(agent.sample_actions(normalizer.obs(obs), k))
 
         out = rollout_episodes(env, policy, key, action_steps, discount, temporal_ensemble)

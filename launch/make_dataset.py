@@ -42,9 +42,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from launch.data import dataset_name, task_dataset
+    from launch.data import dataset_name, sloppy_arg, task_dataset
 
-    sloppy = None if _SLOPPY.value == -1.0 else _SLOPPY.value
+    sloppy = sloppy_arg(_SLOPPY.value)
     name = dataset_name(_TASK.value, _NUM.value, _SEED.value, sloppy)
     path = os.path.join(_DATA_DIR.value, name)
     if _REBUILD.value and os.path.isdir(path):

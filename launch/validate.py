@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents import AGENTS, agent_class
+from launch.data import check_sloppy_prob, sloppy_prob
 from networks.mlp import ACTIVATIONS
 
 
@@ -64,10 +65,10 @@ def validate_config(config, task) -> None:
              e.get("num_video_episodes"))
     if "data" in config:
         _require(config.data.num_episodes >= 1, "data.num_episodes", ">= 1", config.data.num_episodes)
-        p = config.data.get("sloppy_prob", -1.0)
-        _require(p == -1.0 or 0.0 <= p <= 1.0, "data.sloppy_prob", "in [0, 1], or -1 for the expert's default", p)
-        _require(p == -1.0 or not e.name.startswith("playground:"), "data.sloppy_prob",
-                 "-1 for a playground: task (its data come from PPO, no scripted expert)", p)
+        try:
+            check_sloppy_prob(e.name, sloppy_prob(config))
+        except ValueError as err:
+            raise ConfigError(f"config.{err}") from None
     for phase in ("pretrain", "offline"):
         if phase in config:
             _require(config[phase].steps >= 0, f"{phase}.steps", ">= 0", config[phase].steps)
