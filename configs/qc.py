@@ -1,6 +1,6 @@
 """Main job: BC pretraining of a chunked flow policy, then Q-chunking (best-of-N) offline and online.
 
-Run (CPU, about 4 minutes on 2 cores, compilation included)::
+Run (CPU, about 3 minutes on 2 cores, compilation included)::
 
     python launch/train.py --config=configs/qc.py
 

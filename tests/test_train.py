@@ -203,8 +203,9 @@ def test_a_run_folder_started_with_another_config_is_refused(smoke_run, tmp_path
     run_dir, data_dir, _ = smoke_run
     c = _smoke_config(tmp_path, data_dir)
     c.run_dir = run_dir
-    c.agent.discount = 0.9
-    with pytest.raises(CheckpointMismatchError, match="agent.discount.*0.99.*0.9"):
+    stored = c.agent.discount
+    c.agent.discount = 0.5
+    with pytest.raises(CheckpointMismatchError, match=f"agent.discount.*{stored}.*0.5"):
         run(c, log=lambda *_: None)
 
 
