@@ -22,7 +22,7 @@ METHODS = {
     "guided": ("configs/guided.py", {}),
     "dppo": ("configs/dppo.py", {}),
 }
-TASKS = ("", "pick_place")  # '' = the default task (point_obstacle, 1000 demonstrations, half sloppy)
+TASKS = ("", "pick_place")  # '' = the default task (point_obstacle, 1000 demonstrations, 80% sloppy)
 SEEDS = range(5)
 
 
