@@ -29,7 +29,8 @@ Executors (submitit):
   The command returns after submitting; run it again later to see the
   states, or with ``--wait``.
 * ``--executor=local``: the same jobs as local processes, ``--parallel`` at a
-  time; the command returns when all have ended.
+  time (a pool: the next job starts as soon as any running one ends); the
+  command returns when all have ended.
 
 ``--vmap_seeds=N`` (N > 1) runs up to N jobs that differ only in their
 (consecutive) seeds as one process, the seeds ``jax.vmap``-ed
@@ -261,27 +262,46 @@ def main(argv):
     executor = _executor(sweep_dir)
     t0, errors = time.time(), {}
     groups = group_seeds(todo, _VMAP_SEEDS.value, sweep_dir)
-    batch = len(groups) if _EXECUTOR.value == "slurm" else max(1, _PARALLEL.value)
-    for start in range(0, len(groups), batch):
-        wave = groups[start:start + batch]
-        with executor.batch():  # one Slurm job array (locally: one process per job)
-            handles = [executor.submit(Job(config.to_dict())) for _, config in wave]
-        for (members, _), h in zip(wave, handles):
-            print(f"  submitted {', '.join(j['name'] for j in members)} (job {h.job_id})", flush=True)
-        if _EXECUTOR.value == "slurm" and not _WAIT.value:
-            print(f"submitted {len(wave)} jobs as one array; run this command again to see their states "
+
+    def submitted(members, handle):
+        print(f"  submitted {', '.join(j['name'] for j in members)} (job {handle.job_id})", flush=True)
+
+    def collect(members, handle):  # waits for the job; records a failure by job name
+        names = ", ".join(j["name"] for j in members)
+        try:
+            handle.result()
+            print(f"  finished {names} ({time.time() - t0:.0f} s since the sweep started)", flush=True)
+        except Exception as err:  # the job's traceback is in its submitit folder
+            message = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
+            errors.update({j["name"]: message for j in members})
+            print(f"  FAILED {names}: {message} (log: {handle.paths.stderr})", flush=True)
+        write_listing(sweep_dir, jobs, errors, extra={"command": " ".join(sys.argv)})
+
+    if _EXECUTOR.value == "slurm":
+        with executor.batch():  # one Slurm job array
+            handles = [executor.submit(Job(config.to_dict())) for _, config in groups]
+        for (members, _), h in zip(groups, handles):
+            submitted(members, h)
+        if not _WAIT.value:
+            print(f"submitted {len(groups)} jobs as one array; run this command again to see their states "
                   f"({os.path.join(sweep_dir, 'sweep.json')})")
             return
-        for (members, _), h in zip(wave, handles):
-            names = ", ".join(j["name"] for j in members)
-            try:
-                h.result()
-                print(f"  finished {names} ({time.time() - t0:.0f} s since the sweep started)", flush=True)
-            except Exception as err:  # the job's traceback is in its submitit folder
-                message = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
-                errors.update({j["name"]: message for j in members})
-                print(f"  FAILED {names}: {message} (log: {h.paths.stderr})", flush=True)
-            write_listing(sweep_dir, jobs, errors, extra={"command": " ".join(sys.argv)})
+        for (members, _), h in zip(groups, handles):
+            collect(members, h)
+    else:  # a pool of --parallel processes: the next job starts as soon as any one ends
+        pending, running = list(groups), []
+        while pending or running:
+            while pending and len(running) < max(1, _PARALLEL.value):
+                members, config = pending.pop(0)
+                handle = executor.submit(Job(config.to_dict()))
+                submitted(members, handle)
+                running.append((members, handle))
+            ended = [(m, h) for m, h in running if h.done()]
+            for members, handle in ended:
+                running.remove((members, handle))
+                collect(members, handle)
+            if not ended:
+                time.sleep(1.0)
     listing = write_listing(sweep_dir, jobs, errors, extra={"command": " ".join(sys.argv),
                                                             "wall_s_last_invocation": round(time.time() - t0, 1)})
     print(f"sweep {sweep_dir}: {listing['counts']} in {time.time() - t0:.0f} s")
