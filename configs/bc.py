@@ -87,7 +87,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return common.make("bc", bc.get_config(), arg, "configs/bc.py", presets=PRESETS)
 
 
-STUDY_BUDGET = {"point_obstacle": {"data.num_episodes": 1000, "data.sloppy_prob": -1.0, "pretrain.steps": 20_000}}  # others: the task preset's
+# the point_obstacle rows' data and BC budget (the expert's own quality); other tasks: their task preset's
+STUDY_BUDGET = {"point_obstacle": {"data.num_episodes": 1000, "data.sloppy_prob": -1.0, "pretrain.steps": 20_000}}
 STUDY = (  # (task, presets, extra overrides): the README's BC table, 3 seeds each
     ("point_maze", "wide,h16", {}), ("point_maze", "wide,h16", {"agent.obs_history": 2}),
     ("point_obstacle", "wide,h16", {}), ("pick_place", "wide,h16", {}), ("point_obstacle", "wide,h16,mse", {}),

@@ -191,8 +191,8 @@ def grid(fields: dict) -> list[dict]:
 
 # The budget the other task presets keep (the first default's: more data, BC and offline updates; the expert's
 # own share of sloppy episodes; discount 0.99).
-_LONG = {"data.sloppy_prob": -1.0, "agent.discount": 0.99, "pretrain.steps": 20_000, "offline.steps": 2_000, "offline.log_every": 1_000,
-         "online.utd_ratio": 0.25, "online.eval_every": 100, "online.env_steps": 128_000}
+_LONG = {"data.sloppy_prob": -1.0, "agent.discount": 0.99, "pretrain.steps": 20_000, "offline.steps": 2_000,
+         "offline.log_every": 1_000, "online.utd_ratio": 0.25, "online.eval_every": 100, "online.env_steps": 128_000}
 
 # Task presets: the task, its time limit and a data/online budget sized for the 2-core CPU.
 TASKS = {

@@ -43,7 +43,8 @@ def task_dataset(task: str, num_episodes: int, seed: int, data_dir: str, log=pri
 
 
 def check_sloppy_prob(task: str, sloppy_prob: float | None) -> None:
-    """Raises ValueError (naming ``data.sloppy_prob``) unless ``sloppy_prob`` is None, or in [0, 1] for a scripted expert."""
+    """Raises ValueError (naming ``data.sloppy_prob``) unless ``sloppy_prob`` is None, or in [0, 1]
+    for a task with a scripted expert (not a ``playground:`` task)."""
     demos.check_sloppy_prob(sloppy_prob)
     if sloppy_prob is not None and registry.is_playground(task):
         raise ValueError(f"data.sloppy_prob: {task!r} has no scripted expert (its data come from PPO); "

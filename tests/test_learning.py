@@ -29,7 +29,7 @@ def learning_config(tmp_path, **overrides):
     c = qc_config.get_config("few_demos")
     c.run_dir, c.data_dir = str(tmp_path / "run"), str(tmp_path / "data")
     c.env.num_video_episodes = 0
-    c.online.eval_every = 0          # evaluations use their own keys: training is the default run's
+    c.online.eval_every = 0          # evaluations use their own keys: training is the few_demos run's
     c.compilation_cache = False
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
