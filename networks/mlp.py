@@ -11,22 +11,25 @@ import jax.numpy as jnp
 
 
 def _mish_parts(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(e^x, tanh(softplus(x)))`` from a single exponential.
+    """``(sigmoid(x), tanh(softplus(x)))`` from a single ``tanh``.
 
-    ``tanh(log(1 + e^x)) = n / (n + 2)`` with ``n = e^x (e^x + 2)``; ``x`` is
-    clipped at 20, where the ratio is already 1 in float32, so nothing overflows.
+    With ``s = sigmoid(x) = (1 + tanh(x / 2)) / 2``, ``e^x = s / (1 - s)`` and
+    ``tanh(log(1 + e^x)) = ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1) = s (2 - s) / (1 + (1 - s)^2)``,
+    written so that nothing cancels near ``s = 1`` and nothing overflows.
+    XLA:CPU evaluates ``tanh`` by a rational approximation, cheaper than its
+    full-accuracy ``exp`` (best-of-32 acting at the paper's sizes: about 10%
+    faster than the one-``exp`` form, ``benchmarks/qc_reference_speed.py``).
     """
-    e = jnp.exp(jnp.minimum(x, 20.0))
-    n = e * (e + 2.0)
-    return e, n / (n + 2.0)
+    s = 0.5 + 0.5 * jnp.tanh(0.5 * x)
+    return s, s * (2.0 - s) / (1.0 + (1.0 - s) * (1.0 - s))
 
 
 @jax.custom_jvp
 def mish(x: jax.Array) -> jax.Array:
     """Mish activation ``x tanh(softplus(x))`` (Misra 2019), used by Diffusion Policy.
 
-    Computed exactly (to float32 rounding) from one ``exp`` instead of the
-    three transcendentals of ``x * tanh(softplus(x))``, with a hand-written
+    Computed (to float32 rounding) from one ``tanh`` instead of the three
+    transcendentals of ``x * tanh(softplus(x))``, with a hand-written
     derivative ``t + x (1 - t^2) sigmoid(x)`` (``t = tanh(softplus(x))``): the
     denoiser's forward pass runs about 4x faster per activation on a CPU and
     its gradient 2x (``benchmarks/qc_reference_speed.py``).
@@ -37,8 +40,8 @@ def mish(x: jax.Array) -> jax.Array:
 @mish.defjvp
 def _mish_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    e, t = _mish_parts(x)
-    slope = t + x * (1.0 - t * t) * (e / (1.0 + e))
+    sig, t = _mish_parts(x)
+    slope = t + x * (1.0 - t * t) * sig
     return x * t, slope * dx
 
 
