@@ -55,6 +55,10 @@ class BCAgent(flax.struct.PyTreeNode):
         """One chunk per observation: ``obs [B, O] -> [B, H, A]`` in ``[-1, 1]``."""
         return self.actor.sample(obs, key)
 
+    def pretrained(self) -> dict:
+        """What an RL agent's ``create`` takes from BC pretraining: ``{'actor': actor}``."""
+        return {"actor": self.actor}
+
 
 def get_config() -> ml_collections.ConfigDict:
     """Actor hyperparameters shared by every agent (each RL agent extends this)."""

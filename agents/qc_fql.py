@@ -9,9 +9,19 @@ Flow Q-learning (Park, Li, Levine 2025, arXiv:2502.02538, Eq. 8) on action chunk
   noise ``z`` (under ``stop_gradient`` unless ``distill_stop_gradient=False``;
   the paper's code takes no gradient into the flow, QC issue #9);
   ``normalize_q_loss`` divides the Q term by ``mean |Q|`` (FQL's option);
+* ``alpha`` defaults to 1, not the paper's 100: the paper's rewards are -1
+  per step (Q of -10 to -100), ours one reward of 1 at success (Q in [0, 1]),
+  where alpha 100 leaves the Q term about 1% of the loss (README, QC-FQL);
 * the chunked critic (:mod:`agents.critic`) uses ``mu``'s chunk at ``s_{t+h}``
   as its target-action rule (one sample: no best-of-N), and acting is one call
   of ``mu``. That is why its update is an order of magnitude cheaper than QC's.
+
+BC pretraining (``pretrain_distill``, on by default) also distils ``mu``
+(:class:`DistilledBCAgent`: the same flow update as :class:`agents.bc.BCAgent`,
+bit for bit, plus one step of ``alpha ||mu(s, z) - flow(s, z)||^2`` with the Q
+term off), so ``mu`` starts the offline phase at the BC flow's level instead
+of from scratch: the paper trains flow and ``mu`` together for 1M offline
+updates, and 1-3k updates from scratch leave ``mu`` far below the flow (README).
 """
 
 from __future__ import annotations
@@ -26,10 +36,89 @@ from flax.training import train_state
 from agents import bc
 from agents import critic as critic_lib
 from agents.actor import Actor
+from agents.bc import BCAgent
 from agents.common import StaticConfig, masked_mean
 from agents.critic import Critic
 from agents.select import check_config
 from networks.denoiser import ChunkOneStepPolicy
+
+
+def make_onestep(key: jax.Array, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict
+                 ) -> train_state.TrainState:
+    """The one-step policy ``mu(s, z)`` (:class:`ChunkOneStepPolicy`, ``onestep_hidden_dims``, empty: the
+    actor's ``actor_hidden_dims``) with its Adam state."""
+    net = ChunkOneStepPolicy(hidden_dims=tuple(config.onestep_hidden_dims or config.actor_hidden_dims),
+                             layer_norm=config.actor_layer_norm, activation=config.actor_activation)
+    params = net.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, config.horizon, action_dim)))
+    return train_state.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
+
+
+def distill_term(actor: Actor, flow_params, onestep: train_state.TrainState, mu_params, obs: jax.Array,
+                 valid: jax.Array, key: jax.Array, stop_gradient: bool = True) -> tuple[jax.Array, jax.Array]:
+    """``(||mu(s, z) - flow(s, z)||^2`` masked mean, ``mu(s, z) [B, H, A]`` unclipped) for fresh noise ``z``.
+
+    ``flow(s, z)``: the flow's deterministic Euler map of ``z`` with
+    ``flow_params`` (FQL, Park et al. 2025, Eq. 8), under ``stop_gradient``
+    unless ``stop_gradient=False``. ``obs [B, O]``, ``valid [B]``.
+    """
+    z = jax.random.normal(key, (obs.shape[0], actor.horizon, actor.action_dim))
+    flow_target = actor.generative.sample_from(actor.state.apply_fn, flow_params, obs, z)
+    if stop_gradient:
+        flow_target = jax.lax.stop_gradient(flow_target)
+    mu = onestep.apply_fn(mu_params, obs, z)
+    return masked_mean(jnp.mean((mu - flow_target) ** 2, axis=(1, 2)), valid), mu
+
+
+class DistilledBCAgent(flax.struct.PyTreeNode):
+    """QC-FQL's BC pretraining: :class:`agents.bc.BCAgent`'s flow update plus the distillation of ``mu``.
+
+    The flow's update (keys, loss, weights) is exactly ``BCAgent.update``'s,
+    so the pretrained flow and its evaluation equal every other method's; the
+    one-step policy takes one step of ``alpha * ||mu(s, z) - flow(s, z)||^2``
+    (the QC-FQL actor loss with the Q term off) on the same batch, with a key
+    of its own. Acting (the BC evaluation) uses the flow.
+    """
+
+    bc: BCAgent
+    onestep: train_state.TrainState
+
+    METRICS = ("bc_loss", "distill_loss")
+
+    @property
+    def actor(self) -> Actor:
+        return self.bc.actor
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict
+               ) -> "DistilledBCAgent":
+        """The BC agent of ``seed`` and the one-step policy :meth:`QCFQLAgent.create` would build for it."""
+        keys = jax.random.split(jax.random.PRNGKey(seed), 4)  # as critic.actor_and_critic(..., num_keys=1) splits
+        return cls(bc=BCAgent.create(seed, obs_dim, action_dim, config),
+                   onestep=make_onestep(keys[2], obs_dim, action_dim, config))
+
+    def pretrained(self) -> dict:
+        """What :meth:`QCFQLAgent.create` takes from pretraining: ``actor`` and ``onestep``."""
+        return {"actor": self.bc.actor, "onestep": self.onestep}
+
+    @jax.jit
+    def update(self, batch: dict) -> tuple["DistilledBCAgent", dict]:
+        """``BCAgent.update(batch)`` and one distillation step of ``mu`` (the flow's weights before the step)."""
+        key = jax.random.fold_in(self.bc.rng, 1)  # BCAgent splits its rng itself; this key is apart from it
+
+        def loss(mu_params):
+            distill, _ = distill_term(self.bc.actor, self.bc.actor.state.params, self.onestep, mu_params,
+                                      batch["obs"], batch["valid"], key)
+            return self.bc.config.alpha * distill, distill
+
+        (_, distill), grads = jax.value_and_grad(loss, has_aux=True)(self.onestep.params)
+        bc_agent, info = self.bc.update(batch)
+        return self.replace(bc=bc_agent, onestep=self.onestep.apply_gradients(grads=grads)), \
+            {**info, "distill_loss": distill}
+
+    @jax.jit
+    def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """The BC flow's chunk: ``obs [B, O] -> [B, H, A]``."""
+        return self.bc.actor.sample(obs, key)
 
 
 class QCFQLAgent(flax.struct.PyTreeNode):
@@ -44,27 +133,33 @@ class QCFQLAgent(flax.struct.PyTreeNode):
     METRICS = ("critic_loss", "q_mean", "bc_loss", "distill_loss")
 
     @staticmethod
+    def pretrain_class(config: ml_collections.ConfigDict):
+        """The BC-pretraining agent: :class:`DistilledBCAgent` (``pretrain_distill``) or :class:`agents.bc.BCAgent`."""
+        return DistilledBCAgent if config.get("pretrain_distill", False) else BCAgent
+
+    @staticmethod
     def check(config: ml_collections.ConfigDict) -> None:
         """Raises ``ValueError`` naming the first invalid agent field (run before any training)."""
         check_config(config)
         critic_lib.check_config(config)
         if config.alpha < 0:
             raise ValueError(f"agent.alpha must be >= 0, got {config.alpha}")
+        if not all(isinstance(w, int) and w > 0 for w in tuple(config.onestep_hidden_dims)):
+            raise ValueError(f"agent.onestep_hidden_dims must be positive widths (or empty: the actor's), "
+                             f"got {tuple(config.onestep_hidden_dims)}")
 
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict,
-               actor: Actor | None = None) -> "QCFQLAgent":
-        """Builds the agent; ``actor`` (e.g. from BC pretraining) replaces a fresh one.
+               actor: Actor | None = None, onestep: train_state.TrainState | None = None) -> "QCFQLAgent":
+        """Builds the agent; ``actor`` and ``onestep`` (from :class:`DistilledBCAgent` pretraining) replace fresh ones.
 
         Raises:
           ValueError: see :meth:`check`.
         """
         cls.check(config)
         rng, actor, critic, (k_mu,) = critic_lib.actor_and_critic(seed, obs_dim, action_dim, config, actor, 1)
-        net = ChunkOneStepPolicy(hidden_dims=tuple(config.actor_hidden_dims), layer_norm=config.actor_layer_norm,
-                                 activation=config.actor_activation)
-        params = net.init(k_mu, jnp.zeros((1, obs_dim)), jnp.zeros((1, config.horizon, action_dim)))
-        onestep = train_state.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
+        if onestep is None:
+            onestep = make_onestep(k_mu, obs_dim, action_dim, config)
         return cls(rng=rng, actor=actor, onestep=onestep, critic=critic, config=StaticConfig(config))
 
     def policy(self, params, obs: jax.Array, z: jax.Array) -> jax.Array:
@@ -83,12 +178,8 @@ class QCFQLAgent(flax.struct.PyTreeNode):
         k_bc, k_z = jax.random.split(key)
         obs, valid = batch["obs"], batch["valid"]
         bc_loss = self.actor.bc_loss(flow_params, obs, batch["actions"], valid, k_bc)
-        z = self._noise(k_z, obs.shape[0])
-        flow_target = self.actor.generative.sample_from(self.actor.state.apply_fn, flow_params, obs, z)
-        if self.config.distill_stop_gradient:
-            flow_target = jax.lax.stop_gradient(flow_target)
-        mu = self.onestep.apply_fn(mu_params, obs, z)
-        distill = masked_mean(jnp.mean((mu - flow_target) ** 2, axis=(1, 2)), valid)
+        distill, mu = distill_term(self.actor, flow_params, self.onestep, mu_params, obs, valid, k_z,
+                                   self.config.distill_stop_gradient)
         q = self.critic.values(obs, jnp.clip(mu, -1.0, 1.0)).mean(axis=0)  # [B], ensemble mean as in FQL
         q_loss = -masked_mean(q, valid)
         if self.config.normalize_q_loss:
@@ -121,7 +212,10 @@ class QCFQLAgent(flax.struct.PyTreeNode):
 def get_config() -> ml_collections.ConfigDict:
     """QC-FQL hyperparameters: the BC actor's, the critic's, and the one-step policy's."""
     c = critic_lib.get_config(bc.get_config())
-    c.alpha = 100.0                    # distillation weight (QC-FQL paper: 100; FQL sweeps 0.03-10 with normalised Q)
+    c.alpha = 1.0                      # distillation weight (paper: 100 with OGBench's -1-per-step rewards, Q ~ -10..-100;
+                                       # here Q is in [0, 1], so 100 leaves mu a distilled BC policy: README)
     c.normalize_q_loss = False         # divide the Q term by mean |Q| (FQL's option; off in the QC code)
     c.distill_stop_gradient = True     # no gradient from the distillation into the BC flow (the paper's code)
+    c.onestep_hidden_dims = (512, 512, 512, 512)  # mu's MLP widths (the paper's 4x512); () = actor_hidden_dims
+    c.pretrain_distill = True          # BC pretraining also distils mu (DistilledBCAgent); False: mu starts offline
     return c

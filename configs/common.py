@@ -116,7 +116,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
                "online.buffer_capacity": 8 * 5 * 20, "online.log_every": 3, "online.eval_every": 3})
     c.agent.batch_size = 32
     _set_present(c.agent, {"denoising_steps": 3, "actor_hidden_dims": (32, 32), "num_samples": 4,
-                           "target_num_samples": 2, "critic_hidden_dims": (32, 32)})
+                           "target_num_samples": 2, "critic_hidden_dims": (32, 32), "onestep_hidden_dims": (32, 32)})
 
 
 def _paper(c: ml_collections.ConfigDict) -> None:

@@ -13,4 +13,6 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return common.make("qc_fql", qc_fql.get_config(), arg, "configs/qc_fql.py")
+    agent = qc_fql.get_config()
+    agent.q_agg = "min"  # pessimistic ensemble in the TD target, as QC's config (README: QC-FQL)
+    return common.make("qc_fql", agent, arg, "configs/qc_fql.py")

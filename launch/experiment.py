@@ -501,11 +501,19 @@ def run(config: ml_collections.ConfigDict, log=print):
         log(f"dataset: {card.get('num_episodes')} episodes, {len(steps['reward'])} steps, expert success "
             f"{card.get('success_rate', float('nan')):.3f}, mode split {card.get('mode_split')}")
         normalizer = Normalizer.from_data(steps["obs"], steps["action"])
-        bc_agent = ctx.create(lambda seed: BCAgent.create(seed, obs_size, action_size, agent_cfg))
+        PretrainClass = pretrain_class(AgentClass, agent_cfg)
+        bc_agent = ctx.create(lambda seed: PretrainClass.create(seed, obs_size, action_size, agent_cfg))
         if config.pretrained:  # checked before any training; the stored normaliser replaces the new one
             log(f"restoring the pretrained BC agent from {config.pretrained}")
-            restored, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"), ctx.split(bc_agent)[0],
-                                              normalizer, {**meta, "phase": "bc"}, step=0)
+            try:
+                restored, normalizer, _ = restore(os.path.join(config.pretrained, "checkpoints"),
+                                                  ctx.split(bc_agent)[0], normalizer, {**meta, "phase": "bc"}, step=0)
+            except CheckpointMismatchError as err:
+                if PretrainClass is BCAgent:
+                    raise
+                raise CheckpointMismatchError(
+                    f"{err}; {config.agent_name} pretrains a {PretrainClass.__name__}: point config.pretrained at a "
+                    f"{config.agent_name} run folder, or set config.agent.pretrain_distill=False") from err
             bc_agent = ctx.broadcast(restored)  # every seed fine-tunes the same pretrained agent
         offline = devices.replicate(ReplayBuffer.from_steps(normalizer.steps(
             {k: jnp.asarray(steps[k]) for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")})))
@@ -548,7 +556,7 @@ def run(config: ml_collections.ConfigDict, log=print):
             log(f"BC pretraining: {config.pretrain.steps} steps, batch {agent_cfg.batch_size}, "
                 f"{agent_cfg.generative}")
             bc_agent = _update_phase(ctx, "pretrain", bc_agent, offline, k_pre, config.pretrain.steps,
-                                     config.pretrain.log_every, ("bc_loss",))
+                                     config.pretrain.log_every, PretrainClass.METRICS)
         for seat, part in zip(seats, ctx.split(bc_agent)):
             seat.ckpt.save(0, part, normalizer, {**meta, "phase": "bc"})
         bc_agent = devices.replicate(bc_agent)
@@ -567,8 +575,8 @@ def run(config: ml_collections.ConfigDict, log=print):
     #    off-policy agent, then online fine-tuning (replay-based, or on-policy iterations).
     on_policy = getattr(AgentClass, "ON_POLICY", False)
     extra = {"num_envs": config.env.num_envs} if on_policy else {}
-    agent = devices.replicate(ctx.create(lambda seed, actor: AgentClass.create(
-        seed, obs_size, action_size, agent_cfg, actor=actor, **extra), None if bc_agent is None else bc_agent.actor))
+    agent = devices.replicate(ctx.create(lambda seed, parts: AgentClass.create(
+        seed, obs_size, action_size, agent_cfg, **parts, **extra), {} if bc_agent is None else bc_agent.pretrained()))
     eval_ft = ctx.compile("eval", make_eval(), (agent, k_eval_ft))
     if not on_policy and config.offline.steps > 0 and not ctx.skips("offline"):
         log(f"offline {config.agent_name} updates on demonstrations: {config.offline.steps}")
@@ -592,11 +600,20 @@ def run(config: ml_collections.ConfigDict, log=print):
     return _finish(ctx, t_start, finished)
 
 
-def restore_agent(run_dir: str, config, step: int | None = None):
+def pretrain_class(AgentClass, agent_config):
+    """The agent class of BC pretraining for ``AgentClass``: its ``pretrain_class(config)`` if it has one
+    (QC-FQL also distils its one-step policy), else :class:`agents.bc.BCAgent`. Its ``pretrained()`` gives
+    the keyword arguments that ``AgentClass.create`` takes from pretraining."""
+    own = getattr(AgentClass, "pretrain_class", None)
+    return own(agent_config) if own is not None else BCAgent
+
+
+def restore_agent(run_dir: str, config, step: int | None = None, pretrain: bool = False):
     """``(agent, normaliser)`` from a run folder's checkpoint (the last one unless ``step``), checked against ``config``.
 
     Works for agents that ``create`` without a pretrained actor (Gaussian PPO,
-    and any agent whose template needs only the config).
+    and any agent whose template needs only the config). ``pretrain=True``
+    reads the BC-pretraining agent (checkpoint 0 of an RL run, see :func:`pretrain_class`).
 
     Raises:
       FileNotFoundError: no checkpoint; launch.checkpoint.CheckpointMismatchError: another config.
@@ -605,8 +622,10 @@ def restore_agent(run_dir: str, config, step: int | None = None):
     obs_size, action_size = int(task.observation_size), int(task.action_size)
     AgentClass = agent_class(config.agent_name)
     extra = {"num_envs": config.env.num_envs} if getattr(AgentClass, "ON_POLICY", False) else {}
+    if pretrain:
+        AgentClass, extra = pretrain_class(AgentClass, config.agent), {}
     template = jax.jit(lambda: AgentClass.create(config.seed, obs_size, action_size, config.agent, **extra))()
-    phase = "bc" if config.agent_name == "bc" else "online"
+    phase = "bc" if config.agent_name == "bc" or pretrain else "online"
     agent, normalizer, _ = restore(os.path.join(run_dir, "checkpoints"), template,
                                    Normalizer.identity(obs_size, action_size),
                                    {**_actor_meta(config, obs_size, action_size), "phase": phase}, step=step)
@@ -653,12 +672,8 @@ def load_run(path: str, step: int | None = None) -> LoadedRun:
     if not steps:
         raise FileNotFoundError(f"load_run: {path!r} holds no checkpoint yet")
     step = steps[-1] if step is None else step
-    if step == 0 and config.agent_name != "bc":  # the BC agent of an RL run
-        bc_config = config.copy_and_resolve_references()
-        bc_config.agent_name = "bc"
-        agent, normalizer = restore_agent(path, bc_config, step=0)
-    else:
-        agent, normalizer = restore_agent(path, config, step=step)
+    # checkpoint 0 of an RL run holds its BC-pretraining agent
+    agent, normalizer = restore_agent(path, config, step=step, pretrain=step == 0 and config.agent_name != "bc")
     summary = {}
     if os.path.exists(os.path.join(path, "summary.json")):
         with open(os.path.join(path, "summary.json")) as f:

@@ -23,6 +23,8 @@ def _config(module, **overrides):
     c.horizon, c.action_steps, c.batch_size = H, H, 64
     c.actor_hidden_dims, c.critic_hidden_dims, c.denoising_steps = (64, 64), (64, 64), 4
     c.num_samples, c.target_num_samples = 4, 3
+    if "onestep_hidden_dims" in c:
+        c.onestep_hidden_dims = (64, 64)
     for k, v in overrides.items():
         c[k] = v
     return c
@@ -234,6 +236,41 @@ def test_qc_fql_distillation_pulls_mu_to_the_flow_map(batch):
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 
+def test_qc_fql_pretraining_distils_mu_and_leaves_the_bc_flow_as_bc_trains_it(batch):
+    """``DistilledBCAgent`` (QC-FQL's BC pretraining): the flow ends bit for bit where plain BC puts it (every
+    method starts from the same BC actor), ``mu`` moves onto the flow's map, and ``QCFQLAgent.create`` takes
+    that ``mu`` over instead of a fresh one."""
+    from agents.bc import BCAgent
+    from launch.experiment import pretrain_class
+
+    c = _config(qc_fql)
+    assert pretrain_class(qc_fql.QCFQLAgent, c) is qc_fql.DistilledBCAgent
+    assert pretrain_class(qc_fql.QCFQLAgent, _config(qc_fql, pretrain_distill=False)) is BCAgent
+    assert pretrain_class(qc.QCAgent, _config(qc)) is BCAgent
+    plain, distilled = BCAgent.create(0, OBS, ACT, c), qc_fql.DistilledBCAgent.create(0, OBS, ACT, c)
+    fresh = qc_fql.QCFQLAgent.create(0, OBS, ACT, c)
+    chex.assert_trees_all_equal(distilled.onestep.params, fresh.onestep.params)  # the same mu as without pretraining
+    obs = batch["obs"]
+    z = jax.random.normal(jax.random.PRNGKey(6), (obs.shape[0], H, ACT))
+
+    def gap(agent):
+        flow = agent.actor.generative.sample_from(agent.actor.state.apply_fn, agent.actor.state.params, obs, z)
+        return float(jnp.mean((agent.onestep.apply_fn(agent.onestep.params, obs, z) - flow) ** 2))
+
+    before = gap(distilled)
+    for _ in range(150):
+        plain, info_plain = plain.update(batch)
+        distilled, info = distilled.update(batch)
+    arrays = lambda a: (a.actor.state.params, a.actor.ema_params, a.actor.state.opt_state)  # noqa: E731
+    chex.assert_trees_all_equal(arrays(distilled), arrays(plain))
+    assert float(info["bc_loss"]) == float(info_plain["bc_loss"]) and float(info["distill_loss"]) > 0
+    assert gap(distilled) < 0.35 * before, (gap(distilled), before)
+    agent = qc_fql.QCFQLAgent.create(0, OBS, ACT, c, **distilled.pretrained())
+    chex.assert_trees_all_equal(agent.onestep.params, distilled.onestep.params)
+    chex.assert_trees_all_equal(agent.actor.state.params, plain.actor.state.params)
+    assert gap(agent) == gap(distilled)
+
+
 @pytest.mark.parametrize("name", ["qc_fql", "dql", "guided"])
 def test_each_agent_traces_update_and_sample_actions_once(name, batch):
     cls, module, overrides = AGENTS[name]
@@ -249,7 +286,7 @@ def test_each_agent_traces_update_and_sample_actions_once(name, batch):
 
 
 @pytest.mark.parametrize("name,field,value", [("dql", "q_action", "both"), ("dql", "eta", -1.0),
-                                              ("qc_fql", "alpha", -1.0), ("guided", "guidance_schedule", "cubic"),
+                                              ("qc_fql", "alpha", -1.0), ("qc_fql", "onestep_hidden_dims", (64, 0)), ("guided", "guidance_schedule", "cubic"),
                                               ("guided", "guide_at", "x"), ("qc", "selection", "median"),
                                               ("qc", "q_agg", "max")])
 def test_agents_reject_bad_fields_by_name(name, field, value):

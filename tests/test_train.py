@@ -85,6 +85,24 @@ def test_every_method_runs_end_to_end_through_the_same_pipeline(method_sweep, me
     assert f"{metric}=" in stdout  # the method's own losses in its progress lines
 
 
+def test_qc_fql_pretraining_distils_mu_and_checkpoint_0_holds_it(method_sweep, smoke_run, tmp_path):
+    """QC-FQL's BC phase trains the one-step policy too: its pretraining rows log ``distill_loss``,
+    checkpoint 0 loads as the ``DistilledBCAgent``, and a plain BC checkpoint (QC's) is refused as
+    ``pretrained`` with a message naming the switch."""
+    from agents.qc_fql import DistilledBCAgent
+    from configs import qc_fql as qc_fql_config
+    from launch.experiment import load_run
+
+    run_dir, stdout = method_sweep[2]["qc_fql"]
+    rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))) if r["phase"] == "pretrain"]
+    assert rows and all(float(r["distill_loss"]) > 0 for r in rows)
+    assert isinstance(load_run(run_dir, step=0).agent, DistilledBCAgent)
+    c = qc_fql_config.get_config("smoke")
+    c.run_dir, c.data_dir, c.pretrained = str(tmp_path / "run"), smoke_run[1], smoke_run[0]
+    with pytest.raises(CheckpointMismatchError, match="pretrain_distill"):
+        run(c, log=lambda *_: None)
+
+
 def test_dppo_runs_through_the_same_pipeline(method_sweep):
     """``--config=configs/dppo.py:smoke``: same data and BC phase, then the on-policy loop; one compile each."""
     run_dir, stdout = method_sweep[2]["dppo"]
