@@ -87,10 +87,18 @@ def actor_and_critic(seed: int, obs_dim: int, action_dim: int, config, actor=Non
     """
     from agents.actor import Actor
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), 3 + num_keys)
+    k_actor, k_critic, own, rng = agent_keys(seed, num_keys)
     if actor is None:
-        actor = Actor.create(keys[0], obs_dim, action_dim, config)
-    return keys[-1], actor, Critic.create(keys[1], obs_dim, action_dim, config), list(keys[2:2 + num_keys])
+        actor = Actor.create(k_actor, obs_dim, action_dim, config)
+    return rng, actor, Critic.create(k_critic, obs_dim, action_dim, config), own
+
+
+def agent_keys(seed: int, num_keys: int = 0) -> tuple[jax.Array, jax.Array, list, jax.Array]:
+    """``(actor key, critic key, [num_keys keys for the agent's own networks], rng)`` from ``PRNGKey(seed)``:
+    the split :func:`actor_and_critic` uses (a pretraining agent that builds one of those networks early
+    takes its key from here, so the network is the same as the agent's own)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3 + num_keys)
+    return keys[0], keys[1], list(keys[2:2 + num_keys]), keys[-1]
 
 
 class Critic(flax.struct.PyTreeNode):

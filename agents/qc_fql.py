@@ -53,6 +53,11 @@ def make_onestep(key: jax.Array, obs_dim: int, action_dim: int, config: ml_colle
     return train_state.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(config.actor_lr))
 
 
+def noise_chunk(actor: Actor, key: jax.Array, batch: int) -> jax.Array:
+    """``z ~ N(0, I)``, ``[batch, H, A]``: the one-step policy's input noise."""
+    return jax.random.normal(key, (batch, actor.horizon, actor.action_dim))
+
+
 def distill_term(actor: Actor, flow_params, onestep: train_state.TrainState, mu_params, obs: jax.Array,
                  valid: jax.Array, key: jax.Array, stop_gradient: bool = True) -> tuple[jax.Array, jax.Array]:
     """``(||mu(s, z) - flow(s, z)||^2`` masked mean, ``mu(s, z) [B, H, A]`` unclipped) for fresh noise ``z``.
@@ -61,7 +66,7 @@ def distill_term(actor: Actor, flow_params, onestep: train_state.TrainState, mu_
     ``flow_params`` (FQL, Park et al. 2025, Eq. 8), under ``stop_gradient``
     unless ``stop_gradient=False``. ``obs [B, O]``, ``valid [B]``.
     """
-    z = jax.random.normal(key, (obs.shape[0], actor.horizon, actor.action_dim))
+    z = noise_chunk(actor, key, obs.shape[0])
     flow_target = actor.generative.sample_from(actor.state.apply_fn, flow_params, obs, z)
     if stop_gradient:
         flow_target = jax.lax.stop_gradient(flow_target)
@@ -92,9 +97,9 @@ class DistilledBCAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ml_collections.ConfigDict
                ) -> "DistilledBCAgent":
         """The BC agent of ``seed`` and the one-step policy :meth:`QCFQLAgent.create` would build for it."""
-        keys = jax.random.split(jax.random.PRNGKey(seed), 4)  # as critic.actor_and_critic(..., num_keys=1) splits
+        (k_mu,) = critic_lib.agent_keys(seed, 1)[2]  # the key QCFQLAgent.create gives mu
         return cls(bc=BCAgent.create(seed, obs_dim, action_dim, config),
-                   onestep=make_onestep(keys[2], obs_dim, action_dim, config))
+                   onestep=make_onestep(k_mu, obs_dim, action_dim, config))
 
     def pretrained(self) -> dict:
         """What :meth:`QCFQLAgent.create` takes from pretraining: ``actor`` and ``onestep``."""
@@ -115,10 +120,9 @@ class DistilledBCAgent(flax.struct.PyTreeNode):
         return self.replace(bc=bc_agent, onestep=self.onestep.apply_gradients(grads=grads)), \
             {**info, "distill_loss": distill}
 
-    @jax.jit
     def sample_actions(self, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """The BC flow's chunk: ``obs [B, O] -> [B, H, A]``."""
-        return self.bc.actor.sample(obs, key)
+        """The BC flow's chunk (``BCAgent.sample_actions``): ``obs [B, O] -> [B, H, A]``."""
+        return self.bc.sample_actions(obs, key)
 
 
 class QCFQLAgent(flax.struct.PyTreeNode):
@@ -167,7 +171,7 @@ class QCFQLAgent(flax.struct.PyTreeNode):
         return jnp.clip(self.onestep.apply_fn(params, obs, z), -1.0, 1.0)
 
     def _noise(self, key, batch: int) -> jax.Array:
-        return jax.random.normal(key, (batch, self.actor.horizon, self.actor.action_dim))
+        return noise_chunk(self.actor, key, batch)
 
     def target_rule(self, next_obs: jax.Array, key: jax.Array) -> jax.Array:
         """The one-step policy's chunk at ``next_obs``: ``[B, 1, H, A]``."""

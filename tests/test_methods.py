@@ -286,7 +286,8 @@ def test_each_agent_traces_update_and_sample_actions_once(name, batch):
 
 
 @pytest.mark.parametrize("name,field,value", [("dql", "q_action", "both"), ("dql", "eta", -1.0),
-                                              ("qc_fql", "alpha", -1.0), ("qc_fql", "onestep_hidden_dims", (64, 0)), ("guided", "guidance_schedule", "cubic"),
+                                              ("qc_fql", "alpha", -1.0), ("qc_fql", "onestep_hidden_dims", (64, 0)),
+                                              ("guided", "guidance_schedule", "cubic"),
                                               ("guided", "guide_at", "x"), ("qc", "selection", "median"),
                                               ("qc", "q_agg", "max")])
 def test_agents_reject_bad_fields_by_name(name, field, value):
